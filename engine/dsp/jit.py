@@ -1,0 +1,41 @@
+"""Numba compilation flags and the small helpers every kernel shares.
+
+Audio thread: yes (the helpers are inlined into kernels).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+# Never "nnan"/"ninf": with them LLVM assumes no NaN or inf exists and deletes the
+# guards that keep a bad value out of filter state (DESIGN.md section 5).
+SAFE_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": SAFE_FASTMATH}
+JIT_INLINE = {**JIT, "inline": "always"}
+
+TWO_PI = 2.0 * math.pi
+# Feedback states smaller than this are flushed to zero (scsynth's zapgremlins):
+# far below 24-bit resolution, far above the subnormal range.
+DENORMAL_FLOOR = 1e-15
+STATE_CEILING = 1e15
+
+
+@njit(**JIT)
+def zap(x: float) -> float:
+    """Flush denormals, infinities and NaN to 0 (SuperCollider's zapgremlins)."""
+    ax = abs(x)
+    return x if (ax > DENORMAL_FLOOR and ax < STATE_CEILING) else 0.0
+
+
+@njit(**JIT)
+def db_to_gain(gain_db: float) -> float:
+    """Decibels to linear gain: ``db_to_gain(-6.0206) ~= 0.5``."""
+    return 10.0 ** (gain_db / 20.0)
+
+
+@njit(**JIT)
+def gain_to_db(gain: float) -> float:
+    """Linear gain to decibels, floored at -400 dB for zero."""
+    return 20.0 * math.log10(max(abs(gain), 1e-20))
