@@ -52,25 +52,25 @@ class Param:
             if isinstance(value, str):
                 if value not in self.choices:
                     raise ValueError(
-                        f"{where}: {self.name} must be one of "
+                        f"{where} must be one of "
                         f"{', '.join(self.choices)}, not {value!r}"
                     )
                 return float(self.choices.index(value))
             index = int(value)
             if not 0 <= index < len(self.choices):
-                raise ValueError(f"{where}: {self.name} index {value!r} out of range")
+                raise ValueError(f"{where}: choice index {value!r} out of range")
             return float(index)
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(
-                f"{where}: {self.name} must be a number, not {value!r}"
+                f"{where} must be a number, not {value!r}"
             ) from None
         if not math.isfinite(number):
-            raise ValueError(f"{where}: {self.name} must be finite, not {value!r}")
+            raise ValueError(f"{where} must be finite, not {value!r}")
         if not self.minimum <= number <= self.maximum:
             raise ValueError(
-                f"{where}: {self.name}={number:g} is outside "
+                f"{where}={number:g} is outside "
                 f"[{self.minimum:g}, {self.maximum:g}] {self.unit}".rstrip()
             )
         return number

@@ -111,7 +111,7 @@ class Graph:
                 f"({', '.join(spec.inputs) or 'none'}), got {len(inputs)}"
             )
         node = Node(self, len(self.nodes), name, spec, voices=voices)
-        for input_name, source in zip(spec.inputs, inputs):
+        for input_name, source in zip(spec.inputs, inputs, strict=False):
             node.inputs[input_name] = self._as_signal(source, name, input_name)
         param_names = [p.name for p in spec.params]
         for key, value in settings.items():

@@ -111,10 +111,11 @@ class Program:
 
     def dump(self) -> str:
         """A readable listing of the instruction table, for golden tests."""
-        lines = [
+        header = (
             f"program: {self.n_instr} nodes, {self.bufs.shape[0]} slots, "
             f"{self.params.shape[1]} params, {self.state.shape[0]} state"
-        ]
+        )
+        lines = [header]
         for i in range(self.n_instr):
             row = self.instr[i]
             ins = []

@@ -1,0 +1,234 @@
+"""The ``soundscape`` command.
+
+    soundscape devices
+    soundscape render SCENE --seconds N -o FILE [--seed S] [--sample-rate R]
+                      [--block-size B]
+    soundscape play SCENE [--seconds N] [--device D] [--block-size B]
+                    [--stats FILE]
+
+Errors are one line on stderr and a non-zero exit, never a traceback.
+
+Audio thread: no.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.demos import DEMOS
+from engine.graph.graph import Graph
+
+WARMUP_S = 0.5
+END_FADE_S = 0.3
+
+
+class CliError(Exception):
+    """An error to print as one line before exiting with status 1."""
+
+
+def load_scene(name: str) -> Graph:
+    """The graph of a scene by name (built-in demos for now)."""
+    builder = DEMOS.get(name)
+    if builder is None:
+        raise CliError(f"unknown scene {name!r}; available: {', '.join(sorted(DEMOS))}")
+    return builder()
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    elapsed = time.monotonic() - started
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * done / total:5.1f}% "
+        f"{elapsed:5.1f} s"
+    )
+    sys.stderr.flush()
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from engine.rt.audio_io import list_output_devices
+
+    devices = list_output_devices()
+    if not devices:
+        print("no output devices (start a JACK server or connect a sound card)")
+        return 0
+    print(f"{'index':>5}  {'name':<40} {'host api':<12} {'ch':>3} {'rate':>7}")
+    for d in devices:
+        print(
+            f"{d['index']:>5}  {d['name'][:40]:<40} {d['host_api'][:12]:<12} "
+            f"{d['max_output_channels']:>3} {d['default_sample_rate']:>7.0f}"
+        )
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import numpy as np
+    import soundfile as sf
+
+    from engine.rt.engine import Engine
+
+    if args.seconds <= 0:
+        raise CliError(f"--seconds must be positive, not {args.seconds}")
+    graph = load_scene(args.scene)
+    engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
+    path = Path(args.output)
+    subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
+    if path.suffix.lower() not in (".wav", ".flac"):
+        raise CliError(f"{path}: output must end in .wav or .flac")
+    try:
+        out_file = sf.SoundFile(
+            path,
+            "w",
+            samplerate=args.sample_rate,
+            channels=engine.channels,
+            subtype=subtype,
+        )
+    except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+        raise CliError(f"cannot write {path}: {exc}") from None
+    engine.load(graph)
+    total = round(args.seconds * args.sample_rate)
+    chunk = args.sample_rate  # one second at a time keeps memory flat
+    started = time.monotonic()
+    peak = 0.0
+    with out_file:
+        done = 0
+        while done < total:
+            n = min(chunk, total - done)
+            audio = engine.render(n, block_size=args.block_size)
+            peak = max(peak, float(np.max(np.abs(audio))) if n else 0.0)
+            out_file.write(audio)
+            done += n
+            if not args.quiet:
+                _progress(done, total, started)
+    if not args.quiet:
+        sys.stderr.write("\n")
+    elapsed = time.monotonic() - started
+    print(
+        f"wrote {path} ({args.seconds:g} s, {args.sample_rate} Hz, peak "
+        f"{20 * np.log10(max(peak, 1e-12)):.1f} dBFS) in {elapsed:.1f} s "
+        f"({args.seconds / max(elapsed, 1e-9):.0f}x real time)"
+    )
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from engine.rt.audio_io import AudioDeviceError, refresh_devices
+    from engine.rt.core import C_NONFINITE
+    from engine.rt.engine import Engine, silent_graph
+    from engine.rt.live import LivePlayer
+
+    graph = load_scene(args.scene)
+    engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
+    engine.load(graph)
+    refresh_devices()
+    try:
+        player = LivePlayer(engine, device=args.device, block_size=args.block_size)
+    except AudioDeviceError as exc:
+        raise CliError(str(exc).replace("\n", "; ")) from None
+    player.start()
+    started = time.monotonic()
+    warm = None
+    try:
+        while args.seconds is None or time.monotonic() - started < args.seconds:
+            time.sleep(0.05)
+            if warm is None and time.monotonic() - started >= WARMUP_S:
+                warm = player.snapshot()
+    except KeyboardInterrupt:
+        pass
+    # Fade to silence before stopping, so the end never clicks.
+    engine.load(silent_graph(), fade_s=END_FADE_S)
+    time.sleep(END_FADE_S + 0.05)
+    elapsed = time.monotonic() - started
+    player.stop()
+    final = player.snapshot()
+    expected = elapsed * engine.sample_rate / args.block_size
+    after_warmup = final.output_underflows - (warm.output_underflows if warm else 0)
+    report = {
+        "scene": args.scene,
+        "sample_rate": engine.sample_rate,
+        "block_size": args.block_size,
+        "seconds": round(elapsed, 3),
+        "callbacks_expected": round(expected),
+        "callbacks_run": final.callbacks,
+        "underflows": final.output_underflows,
+        "underflows_after_warmup": after_warmup,
+        "callback_us_max": round(final.callback_us_max, 1),
+        "callback_us_mean": round(final.callback_us_mean, 1),
+        "block_budget_us": round(1e6 * args.block_size / engine.sample_rate, 1),
+        "nonfinite_samples": int(engine.ctl[C_NONFINITE]),
+    }
+    if args.stats:
+        try:
+            Path(args.stats).write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            raise CliError(f"cannot write {args.stats}: {exc}") from None
+    print(
+        f"played {args.scene} for {elapsed:.1f} s: {final.callbacks} callbacks "
+        f"({100 * final.callbacks / max(expected, 1):.1f}% of expected), "
+        f"{final.output_underflows} underflows ({after_warmup} after warm-up), "
+        f"max callback {final.callback_us_max:.0f} us"
+    )
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soundscape", description="Real-time adaptive soundscape engine."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("devices", help="list audio outputs").set_defaults(func=cmd_devices)
+
+    render = sub.add_parser("render", help="render a scene to a WAV or FLAC file")
+    render.add_argument("scene", help=f"scene name ({', '.join(sorted(DEMOS))})")
+    render.add_argument("--seconds", type=float, required=True)
+    render.add_argument("-o", "--output", required=True, help="FILE.wav or FILE.flac")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--sample-rate", type=int, default=48000)
+    render.add_argument("--block-size", type=_positive_int, default=128)
+    render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(func=cmd_render)
+
+    play = sub.add_parser("play", help="play a scene live")
+    play.add_argument("scene", help=f"scene name ({', '.join(sorted(DEMOS))})")
+    play.add_argument("--seconds", type=float, default=None)
+    play.add_argument("--device", default=None, help="output device index or name")
+    play.add_argument("--block-size", type=_positive_int, default=128)
+    play.add_argument("--sample-rate", type=int, default=48000)
+    play.add_argument("--seed", type=int, default=0)
+    play.add_argument("--stats", default=None, help="write run statistics (JSON)")
+    play.set_defaults(func=cmd_play)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``soundscape`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"soundscape: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from engine.rt.engine import EngineError
+
+        if isinstance(exc, (EngineError, ValueError, OSError)):
+            print(f"soundscape: {exc}".replace("\n", "; "), file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The engine: two program slots, a master program, the event ring and the
+shared control array, plus the control-side calls that drive them.
+
+One :class:`Engine` serves both live playback (``engine.rt.live`` hands its arrays
+to the audio callback) and offline rendering (:meth:`Engine.render` runs the very
+same ``render_block``). That is why a render with the same seed and the same timed
+events is bit-identical to what was played.
+
+Audio thread: no. Every method here runs on a control thread; the audio thread only
+sees the arrays.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.graph.compile import compile_graph
+from engine.graph.graph import Graph
+from engine.graph.program import Program
+from engine.rt.core import (
+    C_ACCEPTED,
+    C_DONE,
+    C_FADE_FRAMES,
+    C_FADING,
+    C_FRAME,
+    C_REQUEST,
+    new_ctl,
+    render_block,
+)
+from engine.rt.ring import EV_SET, EV_SET_NOW, EV_TRIGGER, EventRing
+
+SUPPORTED_SAMPLE_RATES = (44100, 48000)
+MIN_BLOCK_SIZE = 32
+MAX_BLOCK_SIZE = 2048
+DEFAULT_FADE_S = 0.05
+FIRST_FADE_S = 0.25
+
+
+class EngineError(RuntimeError):
+    """An engine call that cannot be carried out; the message says why."""
+
+
+def check_audio_settings(sample_rate: int, block_size: int) -> None:
+    """Raise :class:`EngineError` for an unsupported sample rate or block size."""
+    if sample_rate not in SUPPORTED_SAMPLE_RATES:
+        raise EngineError(
+            f"sample rate {sample_rate} Hz is not supported; use "
+            f"{' or '.join(str(r) for r in SUPPORTED_SAMPLE_RATES)}"
+        )
+    if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
+        raise EngineError(
+            f"block size {block_size} is outside {MIN_BLOCK_SIZE}..{MAX_BLOCK_SIZE}"
+        )
+
+
+def silent_graph() -> Graph:
+    """The program a slot holds before anything is loaded."""
+    g = Graph()
+    g.output(g.node("gain", name="silence"))
+    return g
+
+
+def master_graph(ceiling_dbtp: float = -1.0, volume_db: float = 0.0) -> Graph:
+    """Master bus: volume, DC blocker, true-peak limiter."""
+    g = Graph()
+    bus = g.input(2, name="bus")
+    volume = g.node("gain", bus, name="volume", gain_db=volume_db)
+    dc = g.node("dc_blocker", volume, name="dc")
+    g.output(g.node("limiter", dc, name="limiter", ceiling_dbtp=ceiling_dbtp))
+    return g
+
+
+@dataclass(order=True)
+class _Scheduled:
+    frame: int
+    order: int
+    kind: int = field(compare=False)
+    generation: int = field(compare=False)
+    index: int = field(compare=False)
+    value: float = field(compare=False)
+
+
+class Engine:
+    """Program slots, master bus and control arrays for one output stream.
+
+    >>> from engine.graph import Graph
+    >>> g = Graph(); g.output(g.node("sine", name="tone", amplitude=0.1))
+    >>> engine = Engine(sample_rate=48000)
+    >>> engine.load(g)
+    >>> engine.render(4800).shape
+    (4800, 2)
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 48000,
+        channels: int = 2,
+        max_block_size: int = MAX_BLOCK_SIZE,
+        seed: int = 0,
+        ceiling_dbtp: float = -1.0,
+        volume_db: float = 0.0,
+    ) -> None:
+        check_audio_settings(sample_rate, max_block_size)
+        if channels not in (1, 2):
+            raise EngineError(f"channels must be 1 or 2, not {channels}")
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.max_block_size = int(max_block_size)
+        self.seed = int(seed)
+        self.ctl = new_ctl()
+        self.ring = EventRing()
+        self.slots: list[Program] = [self._compile(silent_graph()) for _ in range(2)]
+        self.master = self._compile(master_graph(ceiling_dbtp, volume_db))
+        self.current: Program | None = None
+        self.loads = 0
+        self._retired: list[tuple[int, Program]] = []
+        self._scheduled: list[_Scheduled] = []
+        self._order = itertools.count()
+        # Called with (slot, program) after a slot's arrays change, before the
+        # switch is published: the live callback's pointer table listens here.
+        self.on_slot_change: Callable[[int, Program], None] | None = None
+
+    # Programs -----------------------------------------------------------------
+
+    def _compile(self, graph: Graph) -> Program:
+        return compile_graph(
+            graph,
+            sample_rate=self.sample_rate,
+            max_block_size=self.max_block_size,
+            seed=self.seed,
+        )
+
+    @property
+    def frame(self) -> int:
+        """Frames rendered so far (the engine's sample clock)."""
+        return int(self.ctl[C_FRAME])
+
+    @property
+    def switching(self) -> bool:
+        """True while a published program has not finished fading in."""
+        return bool(self.ctl[C_FADING]) or self.ctl[C_REQUEST] != self.ctl[C_ACCEPTED]
+
+    def load(
+        self,
+        graph: Graph | Program,
+        fade_s: float | None = None,
+        wait_s: float = 2.0,
+    ) -> Program:
+        """Crossfade to a new graph over ``fade_s`` seconds (equal power).
+
+        The first load fades in from silence. If a previous switch is still
+        fading, this waits for it up to ``wait_s`` (live), then raises.
+        """
+        program = graph if isinstance(graph, Program) else self._compile(graph)
+        if program.sample_rate != self.sample_rate:
+            raise EngineError(
+                f"program is for {program.sample_rate} Hz, engine runs "
+                f"{self.sample_rate} Hz"
+            )
+        if program.max_block_size < self.max_block_size:
+            raise EngineError("program max_block_size is below the engine's")
+        deadline = time.monotonic() + wait_s
+        while self.switching:
+            if time.monotonic() > deadline:
+                raise EngineError("previous scene switch is still fading")
+            time.sleep(0.005)
+        if fade_s is None:
+            fade_s = FIRST_FADE_S if self.loads == 0 else DEFAULT_FADE_S
+        idle = 1 - int(self.ctl[1])  # C_ACTIVE
+        self._retired.append((self.frame, self.slots[idle]))
+        self.slots[idle] = program
+        if self.on_slot_change is not None:
+            self.on_slot_change(idle, program)
+        self.ctl[C_FADE_FRAMES] = max(1, round(fade_s * self.sample_rate))
+        # Publish last: the audio thread starts the fade when it sees this move.
+        self.ctl[C_REQUEST] += 1
+        self.current = program
+        self.loads += 1
+        self._free_retired()
+        return program
+
+    def _free_retired(self) -> None:
+        # A replaced program may still be read by a callback that started before
+        # the swap; keep it until two blocks' worth of frames have passed.
+        horizon = self.frame - 2 * self.max_block_size
+        self._retired = [(f, p) for f, p in self._retired if f > horizon]
+
+    @property
+    def fades_done(self) -> int:
+        return int(self.ctl[C_DONE])
+
+    # Parameters and events -----------------------------------------------------
+
+    def _target(self, node: str, param: str) -> tuple[Program, int, int]:
+        program = self.current
+        if program is None:
+            raise EngineError("no program loaded")
+        if node.startswith("master."):
+            program = self.master
+            node = node.removeprefix("master.")
+        ref = program.param(node, param)
+        return program, ref.column, ref.voices
+
+    def set(self, node: str, param: str, value: float | str) -> None:
+        """Set a parameter target now; it glides per its smoothing. Nodes of the
+        master bus are named ``master.volume``, ``master.limiter``."""
+        program, _, _ = self._target(node, param)
+        program.set_target(node.removeprefix("master."), param, value)
+
+    def schedule(
+        self,
+        frame: int,
+        node: str,
+        param: str,
+        value: float = 0.0,
+        kind: int = EV_SET,
+    ) -> None:
+        """Apply an event at an exact engine frame (kinds: EV_SET, EV_SET_NOW,
+        EV_TRIGGER). Events reach the audio thread through :meth:`pump`."""
+        if kind not in (EV_SET, EV_SET_NOW, EV_TRIGGER):
+            raise EngineError(f"unknown event kind {kind}")
+        program, column, voices = self._target(node, param)
+        value = float(value)
+        if not np.isfinite(value):
+            raise EngineError(f"{node}.{param}: {value!r} is not finite")
+        for voice in range(voices):
+            heapq.heappush(
+                self._scheduled,
+                _Scheduled(
+                    int(frame),
+                    next(self._order),
+                    kind,
+                    program.generation,
+                    column + voice,
+                    value,
+                ),
+            )
+
+    def pump(self, horizon_frames: int) -> int:
+        """Move scheduled events due before ``frame + horizon_frames`` into the
+        ring, in time order. Returns how many moved."""
+        limit = self.frame + horizon_frames
+        moved = 0
+        while self._scheduled and self._scheduled[0].frame < limit:
+            if self.ring.pending >= self.ring.capacity:
+                break
+            event = heapq.heappop(self._scheduled)
+            self.ring.push(
+                event.frame, event.kind, event.generation, event.index, event.value
+            )
+            moved += 1
+        return moved
+
+    # Offline -------------------------------------------------------------------
+
+    def render_into(self, out: np.ndarray, n_frames: int) -> None:
+        """Render one block into a float32 interleaved array (any thread that is
+        not already rendering; the live callback calls ``render_block`` itself)."""
+        render_block(
+            out,
+            n_frames,
+            self.channels,
+            self.ctl,
+            self.ring.records,
+            self.ring.positions,
+            self.slots[0].arrays,
+            self.slots[1].arrays,
+            self.master.arrays,
+            float(self.sample_rate),
+        )
+
+    def render(
+        self,
+        n_frames: int,
+        block_size: int = 128,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Render ``n_frames`` offline; returns float32 ``[n_frames, channels]``."""
+        check_audio_settings(self.sample_rate, block_size)
+        if block_size > self.max_block_size:
+            raise EngineError("block_size exceeds the engine's max_block_size")
+        out = np.zeros(n_frames * self.channels, dtype=np.float32)
+        block = np.zeros(block_size * self.channels, dtype=np.float32)
+        pos = 0
+        while pos < n_frames:
+            n = min(block_size, n_frames - pos)
+            self.pump(n)
+            self.render_into(block, n)
+            out[pos * self.channels : (pos + n) * self.channels] = block[
+                : n * self.channels
+            ]
+            pos += n
+            if progress is not None:
+                progress(pos)
+        return out.reshape(n_frames, self.channels)
