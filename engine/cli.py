@@ -70,16 +70,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
 
-    from engine.rt.engine import Engine
+    from engine.rt.engine import Engine, check_audio_settings
 
     if args.seconds <= 0:
         raise CliError(f"--seconds must be positive, not {args.seconds}")
-    graph = load_scene(args.scene)
-    engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
     path = Path(args.output)
-    subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
     if path.suffix.lower() not in (".wav", ".flac"):
         raise CliError(f"{path}: output must end in .wav or .flac")
+    check_audio_settings(args.sample_rate, args.block_size)
+    graph = load_scene(args.scene)
+    engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
+    # FLAC holds integers only; WAV keeps the engine's float output exactly.
+    subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
     try:
         out_file = sf.SoundFile(
             path,

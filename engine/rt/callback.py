@@ -13,13 +13,14 @@ Audio thread: ``audio_callback`` yes; :class:`PointerTable` no.
 from __future__ import annotations
 
 import numpy as np
-from numba import carray, cfunc, njit
+from numba import carray, cfunc, njit, types
+from numba.extending import intrinsic
 
 from engine.dsp.jit import JIT
 from engine.dsp.layout import INFO_WIDTH, INSTR_WIDTH, N_PARAM_FIELDS
 from engine.graph.program import Program
 from engine.rt.audio_io import PA_CONTINUE, PA_STREAM_CALLBACK_SIGNATURE
-from engine.rt.core import C_FRAME, CTL_WIDTH, render_block
+from engine.rt.core import C_FRAME, C_REQUEST, CTL_WIDTH, render_block
 from engine.rt.pointers import (
     address_as_voidptr,
     address_of,
@@ -46,6 +47,17 @@ T_CHANNELS = T_CAPTURE_LEN + 1
 T_SAMPLE_RATE = T_CHANNELS + 1
 T_BLOCK_SIZE = T_SAMPLE_RATE + 1
 TABLE_SIZE = T_BLOCK_SIZE + 1
+
+
+@intrinsic
+def _acquire_fence(typingctx):  # type: ignore[no-untyped-def]
+    """A compiler and CPU fence: loads after it are not moved before it."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        builder.fence("acquire")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
 
 
 @njit(**JIT)
@@ -93,6 +105,10 @@ def audio_callback(
     )
     ring_pos = carray(address_as_voidptr(table[T_RING_POS]), (2,), np.int64)
     first = ctl[C_FRAME] * channels
+    # Read the switch counter before the slot views: the control thread rewrites
+    # a slot's table entries first and bumps the counter last.
+    request = ctl[C_REQUEST]
+    _acquire_fence()
     render_block(
         out,
         n_frames,
@@ -104,6 +120,7 @@ def audio_callback(
         _program_view(table, T_SLOT1),
         _program_view(table, T_MASTER),
         np.float64(table[T_SAMPLE_RATE]),
+        request,
     )
     capture_len = table[T_CAPTURE_LEN]
     if capture_len > 0 and first < capture_len:

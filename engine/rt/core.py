@@ -92,7 +92,8 @@ def _apply_event(ring, index, slot0, slot1, master):
     else:
         return False
     column = np.int64(ring[index, EV_INDEX])
-    if column < 0 or column >= n_params:
+    # The view's own width bounds the write too, whatever the info array says.
+    if column < 0 or column >= n_params or column >= params.shape[1]:
         return False
     kind = np.int64(ring[index, EV_KIND])
     value = ring[index, EV_VALUE]
@@ -178,12 +179,24 @@ def _render_segment(out, start, n, n_channels, ctl, slot0, slot1, master, rate):
 
 @njit(**JIT)
 def render_block(
-    out, n_frames, n_channels, ctl, ring, ring_pos, slot0, slot1, master, sample_rate
+    out,
+    n_frames,
+    n_channels,
+    ctl,
+    ring,
+    ring_pos,
+    slot0,
+    slot1,
+    master,
+    sample_rate,
+    request,
 ):
     """Render ``n_frames`` interleaved frames into the float32 array ``out``.
 
     ``slot0``/``slot1``/``master`` are program tuples ``(instr, params, state,
-    bufs, info)``. Frames beyond 2 channels get the right channel's signal.
+    bufs, info)``. ``request`` is ``ctl[C_REQUEST]`` as read *before* the slot
+    views were taken: a switch published after that is started next block, when
+    the views show the new program. Channels beyond 2 get the right channel.
     """
     block_start = ctl[C_FRAME]
     max_segment = min(slot0[3].shape[1], slot1[3].shape[1], master[3].shape[1])
@@ -207,8 +220,8 @@ def render_block(
             end = due - block_start
         n = min(end - pos, max_segment)
         # A new program was published: start fading to it at this boundary.
-        if ctl[C_FADING] == 0 and ctl[C_REQUEST] != ctl[C_ACCEPTED]:
-            ctl[C_ACCEPTED] = ctl[C_REQUEST]
+        if ctl[C_FADING] == 0 and request != ctl[C_ACCEPTED]:
+            ctl[C_ACCEPTED] = request
             ctl[C_FADE_POS] = 0
             ctl[C_FADING] = 1
         _render_segment(out, pos, n, n_channels, ctl, slot0, slot1, master, sample_rate)

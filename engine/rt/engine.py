@@ -273,6 +273,7 @@ class Engine:
             self.slots[1].arrays,
             self.master.arrays,
             float(self.sample_rate),
+            self.ctl[C_REQUEST],
         )
 
     def render(

@@ -69,7 +69,9 @@ def test_unknown_node_type_suggests_a_near_name() -> None:
 
 
 def test_unknown_setting_names_node_and_suggests() -> None:
-    with pytest.raises(GraphError, match=r"tone: sine has no .* 'frequency'.*'frequency_hz'"):
+    with pytest.raises(
+        GraphError, match=r"tone: sine has no .* 'frequency'.*'frequency_hz'"
+    ):
         Graph().node("sine", name="tone", frequency=440.0)
 
 
@@ -89,7 +91,9 @@ def test_width_mismatch_is_explained() -> None:
     three = g.node("sine", name="three", frequency_hz=[1.0, 2.0, 3.0])
     two = g.node("sine", name="two", voices=2, fm=three)
     g.output(two)
-    with pytest.raises(GraphError, match="two.fm: input has 3 channels but the node has 2"):
+    with pytest.raises(
+        GraphError, match="two.fm: input has 3 channels but the node has 2"
+    ):
         compile_graph(g)
 
 

@@ -1,0 +1,287 @@
+"""Engine benchmark: CPU per audio second per node type and for four patches,
+per-block latency, cold compile, cached start, peak memory, and scsynth beside us.
+
+    python benchmarks/bench_engine.py [--seconds 20] [--json benchmarks/out/engine.json]
+
+Prints a table and writes JSON. Patches (48 kHz, stereo out):
+
+- P1: 64 sines 100-3300 Hz, summed
+- P2: 16 white noises, each through a resonant low-pass, cutoffs 200-3200 Hz
+- P3: pink noise through the reverb
+- P4: 32 band-limited saws, each through a Moog-style ladder
+
+Where ``scsynth`` is installed the same patches are rendered by it in NRT mode
+(benchmarks/scsynth_ref.py) and the ratio is printed (< 1: we are cheaper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RATE = 48000
+BLOCK = 128
+
+
+def patch_graph(name: str):
+    from engine.graph import Graph
+
+    g = Graph()
+    if name == "P1":
+        sines = g.node(
+            "sine", frequency_hz=np.linspace(100, 3300, 64), amplitude=1 / 64
+        )
+        g.output(g.node("mix", sines))
+    elif name == "P2":
+        noise = g.node("white_noise", voices=16, amplitude=0.25)
+        lp = g.node("rlpf", noise, cutoff_hz=np.linspace(200, 3200, 16), q=5.0)
+        g.output(g.node("mix", lp, gain_db=-12.0))
+    elif name == "P3":
+        pink = g.node("pink_noise", amplitude=0.3)
+        g.output(g.node("reverb", pink, decay_s=3.0, mix=0.33))
+    elif name == "P4":
+        saws = g.node("saw", frequency_hz=np.geomspace(55, 880, 32), amplitude=1 / 32)
+        lp = g.node("ladder", saws, cutoff_hz=1200.0, resonance=0.3)
+        g.output(g.node("mix", lp))
+    else:
+        raise ValueError(name)
+    return g
+
+
+PATCHES = {
+    "P1": "64 sines 100-3300 Hz summed",
+    "P2": "16 white noises -> resonant low-pass",
+    "P3": "pink noise -> reverb",
+    "P4": "32 saws -> Moog ladder",
+}
+
+
+def time_program(program, seconds: float) -> dict:
+    """Render ``seconds`` block by block; CPU per audio second and block times."""
+    from engine.dsp.interpreter import render_program
+
+    arrays = program.arrays
+    n_blocks = int(seconds * RATE / BLOCK)
+    render_program(arrays, float(RATE), BLOCK)  # warm
+    times = np.empty(n_blocks, dtype=np.int64)
+    clock = time.perf_counter_ns
+    cpu0 = time.process_time()
+    for k in range(n_blocks):
+        t0 = clock()
+        render_program(arrays, float(RATE), BLOCK)
+        times[k] = clock() - t0
+    cpu = time.process_time() - cpu0
+    audio_s = n_blocks * BLOCK / RATE
+    budget_us = 1e6 * BLOCK / RATE
+    return {
+        "cpu_ms_per_audio_s": 1000 * cpu / audio_s,
+        "block_us_p50": float(np.percentile(times, 50)) / 1000,
+        "block_us_p99": float(np.percentile(times, 99)) / 1000,
+        "block_us_max": float(times.max()) / 1000,
+        "block_budget_us": budget_us,
+        "realtime_factor": audio_s / max(cpu, 1e-9),
+    }
+
+
+def node_scenarios() -> dict[str, object]:
+    """One instance of each node type, fed by a white-noise input buffer."""
+    from engine.dsp.nodes import node_types
+    from engine.graph import Graph, compile_graph
+
+    programs = {}
+    rng = np.random.default_rng(0)
+    for name, spec in sorted(node_types().items()):
+        if name == "input":
+            continue
+        g = Graph()
+        voices = spec.fixed_voices or 1
+        inputs = {}
+        if spec.inputs:
+            src = g.input(voices, name="src")
+            inputs[spec.inputs[0]] = src
+        node = g.node(name, name="node", **inputs)
+        g.output(node if spec.output_width(voices) <= 2 else g.node("mix", node))
+        program = compile_graph(g, sample_rate=RATE, max_block_size=BLOCK)
+        in_slot = int(program.info[3])
+        if in_slot >= 0:
+            program.bufs[in_slot : in_slot + voices] = 0.25 * rng.standard_normal(
+                (voices, BLOCK)
+            )
+        programs[name] = program
+    return programs
+
+
+def cold_and_cached_start() -> dict:
+    """Cold compile (empty Numba cache) and cached start, each in a new process."""
+    code = (
+        "import time; t0=time.perf_counter();"
+        "from engine.rt.engine import Engine; from engine.demos import DEMOS;"
+        "import engine.rt.callback;"
+        "e=Engine(); e.load(DEMOS['focus']()); e.render(128);"
+        "print(time.perf_counter()-t0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, "NUMBA_CACHE_DIR": cache},
+            check=True,
+            capture_output=True,
+        )
+        cold_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, "NUMBA_CACHE_DIR": cache},
+            check=True,
+            capture_output=True,
+        )
+        cached_s = time.perf_counter() - t0
+    return {"cold_compile_s": cold_s, "cached_start_to_first_block_s": cached_s}
+
+
+def first_audio_s() -> float | None:
+    """Process start to the first live callback, under a private JACK dummy server."""
+    from engine.rt.audio_io import JackServer
+
+    if not JackServer.available():
+        return None
+    code = (
+        "import sys, time; t0=float(sys.argv[1]);"
+        "from engine.rt.engine import Engine; from engine.demos import DEMOS;"
+        "from engine.rt.live import LivePlayer;"
+        "e=Engine(); e.load(DEMOS['focus']()); p=LivePlayer(e, block_size=128); p.start()\n"
+        "while p.snapshot().callbacks == 0: time.sleep(0.0005)\n"
+        "print(time.time()-t0); p.stop()"
+    )
+    with JackServer(sample_rate=RATE, period_frames=BLOCK) as server:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "JACK_DEFAULT_SERVER": server.name,
+            "JACK_NO_START_SERVER": "1",
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", code, repr(time.time())],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--node-seconds", type=float, default=5.0)
+    parser.add_argument("--json", default=str(ROOT / "benchmarks/out/engine.json"))
+    parser.add_argument("--no-scsynth", action="store_true")
+    parser.add_argument("--no-start", action="store_true", help="skip start-up runs")
+    args = parser.parse_args()
+
+    import numba
+
+    from engine.graph import compile_graph
+
+    machine = {
+        "python": platform.python_version(),
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+    }
+    print(f"machine: {machine}")
+    results: dict = {"machine": machine, "sample_rate": RATE, "block_size": BLOCK}
+
+    start = {} if args.no_start else cold_and_cached_start()
+    if not args.no_start:
+        start["process_start_to_first_audio_s"] = first_audio_s()
+    results["start"] = start
+
+    nodes = {}
+    for name, program in node_scenarios().items():
+        nodes[name] = time_program(program, args.node_seconds)
+    results["nodes"] = nodes
+    print(f"\n{'node':<18} {'ms/audio s':>10} {'p99 us':>8} {'max us':>8}")
+    for name, r in nodes.items():
+        print(
+            f"{name:<18} {r['cpu_ms_per_audio_s']:>10.3f} {r['block_us_p99']:>8.1f} "
+            f"{r['block_us_max']:>8.1f}"
+        )
+
+    reference = {}
+    if not args.no_scsynth:
+        try:
+            from benchmarks.scsynth_ref import render_nrt, scsynth_available
+        except ImportError:
+            scsynth_available = None  # type: ignore[assignment]
+        if scsynth_available is not None and scsynth_available():
+            for patch in PATCHES:
+                reference[patch] = render_nrt(patch, seconds=args.seconds)
+
+    patches = {}
+    for patch, title in PATCHES.items():
+        program = compile_graph(
+            patch_graph(patch), sample_rate=RATE, max_block_size=BLOCK
+        )
+        r = time_program(program, args.seconds)
+        r["title"] = title
+        if patch in reference:
+            sc = reference[patch]["cpu_ms_per_audio_s"]
+            r["scsynth_cpu_ms_per_audio_s"] = sc
+            r["ratio_to_scsynth"] = r["cpu_ms_per_audio_s"] / sc if sc > 0 else None
+        patches[patch] = r
+    results["patches"] = patches
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(
+        f"\n{'patch':<5} {'what':<38} {'ms/audio s':>10} {'scsynth':>8} {'ratio':>6} "
+        f"{'p50 us':>7} {'p99 us':>7} {'max us':>7}"
+    )
+    for patch, r in patches.items():
+        sc = r.get("scsynth_cpu_ms_per_audio_s")
+        ratio = r.get("ratio_to_scsynth")
+        print(
+            f"{patch:<5} {r['title']:<38} {r['cpu_ms_per_audio_s']:>10.2f} "
+            f"{(f'{sc:.2f}' if sc else '-'):>8} {(f'{ratio:.2f}' if ratio else '-'):>6} "
+            f"{r['block_us_p50']:>7.1f} {r['block_us_p99']:>7.1f} {r['block_us_max']:>7.1f}"
+        )
+    print(f"\nblock budget: {1e6 * BLOCK / RATE:.0f} us at {BLOCK} frames, {RATE} Hz")
+    for key, value in start.items():
+        print(f"{key}: {value if value is None else round(value, 3)}")
+    print(f"peak RSS: {results['peak_rss_mb']:.0f} MB")
+
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

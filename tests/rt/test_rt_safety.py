@@ -1,0 +1,95 @@
+"""Static real-time safety: nothing the audio callback can reach allocates, takes
+the GIL, calls the Python C API, or can raise.
+
+The LLVM IR is read from a fresh compile (a private, empty Numba cache): Numba does
+not keep IR for functions loaded from its cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCAN = textwrap.dedent(
+    r"""
+    import json, re, sys
+    from engine.rt.callback import audio_callback
+    ir = audio_callback.inspect_llvm()
+    forbidden = re.compile(
+        r"call [^\n]*@\"?(NRT_Allocate\w*|NRT_MemInfo_alloc\w*|NRT_MemInfo_new\w*"
+        r"|numba_gil_ensure|PyGILState_\w+|Py[A-Z]\w*|_Py\w+)"
+    )
+    # A function that can originate an exception references a pickled one.
+    raises = re.compile(r"picklebuf|pickledata")
+    report = {"functions": 0, "bad": {}}
+    for body in re.split(r"\ndefine ", ir)[1:]:
+        name = re.search(r'@"?([\w.$]+)', body).group(1)
+        report["functions"] += 1
+        found = sorted(set(m.group(1) for m in forbidden.finditer(body)))
+        if raises.search(body):
+            found.append("can raise")
+        # Numba's cfunc wrapper reports errors from the function it wraps under
+        # the GIL; that path is dead when nothing inside can raise (checked on
+        # every other function here).
+        if name.startswith("cfunc.") and found and "can raise" not in found:
+            continue
+        if found:
+            report["bad"][name[:90]] = found
+    names = " ".join(re.findall(r"\ndefine [^@]*@\"?([\w.$]+)", ir))
+    report["has_renderer"] = "render_block" in names and "run_nodes" in names
+    json.dump(report, sys.stdout)
+    """
+)
+
+
+def test_callback_and_renderer_ir_has_no_allocation_gil_python_or_raise(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", SCAN],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["has_renderer"], "the scan did not see the renderer"
+    assert report["functions"] > 20
+    assert report["bad"] == {}
+
+
+def test_the_scan_catches_allocation_and_raise(tmp_path: Path) -> None:
+    """The scan's patterns really match what an unsafe kernel compiles to."""
+    probe = textwrap.dedent(
+        r"""
+        import re, numpy as np
+        from numba import njit
+        @njit(nogil=True)
+        def unsafe(a):
+            if a[0] > 1.0:
+                raise ValueError("bad")
+            return np.zeros(a.shape[0])
+        unsafe(np.zeros(3))
+        ir = next(iter(unsafe.inspect_llvm().values()))
+        print(bool(re.search(r"NRT_MemInfo_alloc", ir)), bool(re.search("picklebuf", ir)))
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.stdout.split() == ["True", "True"], out.stderr[-2000:]

@@ -1,0 +1,144 @@
+"""The soundscape command: render, play, devices, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def soundscape(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "subtype"), [(".wav", "FLOAT"), (".flac", "PCM_24")]
+)
+def test_render_writes_the_requested_file(
+    tmp_path: Path, suffix: str, subtype: str
+) -> None:
+    out = tmp_path / f"focus{suffix}"
+    result = soundscape(
+        "render",
+        "focus",
+        "--seconds",
+        "1.5",
+        "-o",
+        str(out),
+        "--seed",
+        "4",
+        "--sample-rate",
+        "44100",
+        "--block-size",
+        "256",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "100.0%" in result.stderr  # the progress bar reached the end
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.frames) == (44100, 2, 66150)
+    assert info.subtype == subtype
+    audio, _ = sf.read(out)
+    assert np.all(np.isfinite(audio)) and 1e-3 < np.max(np.abs(audio)) <= 10 ** (
+        -1 / 20
+    )
+
+
+def test_render_wav_equals_the_engine_render(tmp_path: Path) -> None:
+    from engine.demos import DEMOS
+    from engine.rt.engine import Engine
+
+    out = tmp_path / "x.wav"
+    assert (
+        soundscape(
+            "render", "sleep", "--seconds", "0.5", "-o", str(out), "-q"
+        ).returncode
+        == 0
+    )
+    engine = Engine(sample_rate=48000)
+    engine.load(DEMOS["sleep"]())
+    expected = engine.render(24000, block_size=128)
+    audio, _ = sf.read(out, dtype="float32")
+    np.testing.assert_array_equal(audio, expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["render", "nowhere", "--seconds", "1", "-o", "x.wav"],
+            "unknown scene 'nowhere'",
+        ),
+        (
+            [
+                "render",
+                "focus",
+                "--seconds",
+                "1",
+                "-o",
+                "x.wav",
+                "--sample-rate",
+                "22050",
+            ],
+            "sample rate 22050 Hz is not supported",
+        ),
+        (
+            ["render", "focus", "--seconds", "1", "-o", "/nonexistent/dir/x.wav"],
+            "cannot write /nonexistent/dir/x.wav",
+        ),
+        (
+            ["render", "focus", "--seconds", "1", "-o", "x.mp3"],
+            "must end in .wav or .flac",
+        ),
+        (
+            [
+                "render",
+                "focus",
+                "--seconds",
+                "1",
+                "-o",
+                "x.wav",
+                "--block-size",
+                "4096",
+            ],
+            "block size 4096 is outside",
+        ),
+    ],
+)
+def test_errors_are_one_line_without_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_device_is_one_line(jack_server: str) -> None:
+    result = soundscape("play", "focus", "--seconds", "1", "--device", "no-such-card")
+    assert result.returncode == 1
+    assert "no output device matches 'no-such-card'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_devices_lists_the_jack_output(jack_server: str) -> None:
+    result = soundscape("devices")
+    assert result.returncode == 0, result.stderr
+    assert "JACK" in result.stdout
