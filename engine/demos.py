@@ -20,7 +20,7 @@ def focus() -> Graph:
     wander = g.node(
         "lfo", name="wander", shape="smooth_random", rate_hz=0.07, depth=1.0
     )
-    bed = g.node("brown_noise", name="bed", amplitude=0.6)
+    bed = g.node("brown_noise", name="bed", amplitude=0.2)
     bed_lp = g.node(
         "svf",
         bed,
@@ -59,7 +59,7 @@ def ocean() -> Graph:
     """Pink-noise surf that swells and recedes every twelve seconds or so."""
     g = Graph()
     swell = g.node("lfo", name="swell", shape="sine", rate_hz=0.083, depth=1.0)
-    surf = g.node("pink_noise", name="surf", voices=2, amplitude=0.5)
+    surf = g.node("pink_noise", name="surf", voices=2, amplitude=0.2)
     surf_lp = g.node(
         "svf",
         surf,
@@ -79,7 +79,7 @@ def ocean() -> Graph:
 def sleep() -> Graph:
     """Very dark brown noise and a low, slow sine pair: for falling asleep."""
     g = Graph()
-    bed = g.node("brown_noise", name="bed", voices=2, amplitude=0.5)
+    bed = g.node("brown_noise", name="bed", voices=2, amplitude=0.2)
     dark = g.node("onepole_lowpass", bed, name="dark", cutoff_hz=250.0)
     hum = g.node("sine", name="hum", frequency_hz=[55.0, 82.6], amplitude=[0.05, 0.03])
     slow = g.node("lfo", name="slow", shape="sine", rate_hz=0.05, depth=1.0)

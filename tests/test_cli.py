@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +12,25 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The console script pip installs beside the interpreter (what users run); from a
+# plain checkout, the same entry point through -m.
+_INSTALLED = Path(sys.executable).parent / "soundscape"
+COMMAND = (
+    [str(_INSTALLED)] if _INSTALLED.exists() else [sys.executable, "-m", "engine.cli"]
+)
 
-def soundscape(*args: str) -> subprocess.CompletedProcess[str]:
+
+def soundscape(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [*COMMAND, *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        cwd=cwd,
+        env=env,
     )
 
 
@@ -117,14 +130,7 @@ def test_render_wav_equals_the_engine_render(tmp_path: Path) -> None:
 def test_errors_are_one_line_without_traceback(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = soundscape(*args, cwd=tmp_path)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -142,3 +148,25 @@ def test_devices_lists_the_jack_output(jack_server: str) -> None:
     result = soundscape("devices")
     assert result.returncode == 0, result.stderr
     assert "JACK" in result.stdout
+
+
+def test_play_writes_stats(jack_server: str, tmp_path: Path) -> None:
+    stats_path = tmp_path / "stats.json"
+    result = soundscape(
+        "play",
+        "focus",
+        "--seconds",
+        "2",
+        "--block-size",
+        "128",
+        "--stats",
+        str(stats_path),
+    )
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["seconds"] >= 2.0  # and the fade to silence after it
+    expected = stats["seconds"] * 48000 / 128
+    assert stats["callbacks_expected"] == pytest.approx(expected, abs=1)
+    assert stats["callbacks_run"] >= 0.99 * stats["callbacks_expected"]
+    assert 0 <= stats["underflows_after_warmup"] <= stats["underflows"]
+    assert 0 < stats["callback_us_max"] < 1e6

@@ -37,7 +37,9 @@ def gain(bufs, row, p0, p1, state, sample_rate, n_frames):
         else:
             step = (g1 - g0) * inv_n
             for frame in range(n_frames):
-                out[frame] = x[frame] * math.exp((g0 + step * (frame + 1)) * _LN10_OVER_20)
+                out[frame] = x[frame] * math.exp(
+                    (g0 + step * (frame + 1)) * _LN10_OVER_20
+                )
 
 
 @njit(**JIT)

@@ -6,7 +6,8 @@ A program (see ``engine.graph.program``) is five arrays:
 - ``params`` float64 ``[N_PARAM_FIELDS, n_params]``: one column per parameter
   value, fields ``P_*`` (the control plane writes only ``P_TARGET``);
 - ``state``  float64 ``[n_state]``: every node's state, one slice each;
-- ``bufs``   float64 ``[n_slots, max_block_size]``: signal buffers; slot 0 is
+- ``bufs``   float64 ``[n_slots, max_block_size + pad]``: signal buffers (rows
+  padded against cache-set aliasing; kernels use the first n_frames); slot 0 is
   always zeros and feeds unconnected inputs;
 - ``info``   int64 ``[INFO_WIDTH]``: program-wide facts, fields ``INFO_*``.
 

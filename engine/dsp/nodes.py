@@ -63,9 +63,7 @@ class Param:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"{where} must be a number, not {value!r}"
-            ) from None
+            raise ValueError(f"{where} must be a number, not {value!r}") from None
         if not math.isfinite(number):
             raise ValueError(f"{where} must be finite, not {value!r}")
         if not self.minimum <= number <= self.maximum:

@@ -52,6 +52,10 @@ from engine.graph.graph import Graph, GraphError, Node, Signal
 from engine.graph.program import ParamRef, Program
 
 DEFAULT_MAX_BLOCK_SIZE = 2048
+# Extra samples per buffer row: with rows exactly 2048 doubles (16 KiB) apart,
+# every row maps to the same L1 cache sets and a node reading four inputs evicts
+# its own lines. 8 doubles (one cache line) staggers them.
+_ROW_PAD = 8
 # ln(1000): a one-pole smoother reaches -60 dB after this many time constants.
 _LN_1000 = math.log(1000.0)
 _generations = itertools.count(1)
@@ -282,13 +286,16 @@ def compile_graph(
         row = instr[i]
         a, n = int(row[I_STATE]), int(row[I_N_STATE])
         p, m = int(row[I_PARAM]), int(row[I_N_PARAM])
-        node.spec.init(
-            state[a : a + n],
-            params[P_TARGET, p : p + m].copy(),
-            int(row[I_VOICES]),
-            float(sample_rate),
-            options_of[i],
-        )
+        try:
+            node.spec.init(
+                state[a : a + n],
+                params[P_TARGET, p : p + m].copy(),
+                int(row[I_VOICES]),
+                float(sample_rate),
+                options_of[i],
+            )
+        except ValueError as error:
+            raise GraphError(f"{node.name} ({node.spec.name}): {error}") from None
 
     out_width = _signal_width(out_signal, widths, "output")
     if out_width > 2:
@@ -308,7 +315,7 @@ def compile_graph(
         instr=instr,
         params=params,
         state=state,
-        bufs=np.zeros((alloc.n_slots, max_block_size), dtype=np.float64),
+        bufs=np.zeros((alloc.n_slots, max_block_size + _ROW_PAD), dtype=np.float64),
         info=info,
         sample_rate=int(sample_rate),
         max_block_size=int(max_block_size),

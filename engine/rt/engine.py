@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.dsp.kernels_master import limiter_latency_frames
 from engine.graph.compile import compile_graph
 from engine.graph.graph import Graph
 from engine.graph.program import Program
@@ -140,6 +141,13 @@ class Engine:
     def frame(self) -> int:
         """Frames rendered so far (the engine's sample clock)."""
         return int(self.ctl[C_FRAME])
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames between the graph writing a sample and the engine's output:
+        the master limiter's look-ahead (85 at 48 kHz). Add the device's own
+        output latency for the time to the speaker."""
+        return limiter_latency_frames(self.sample_rate)
 
     @property
     def switching(self) -> bool:

@@ -133,8 +133,7 @@ def rt_stats_end(stats, start_ns):  # type: ignore[no-untyped-def]
     elapsed_ns = rt_now_ns() - start_ns
     stats[STATS_CALLBACK_NS_LAST] = elapsed_ns
     stats[STATS_CALLBACK_NS_TOTAL] += elapsed_ns
-    if elapsed_ns > stats[STATS_CALLBACK_NS_MAX]:
-        stats[STATS_CALLBACK_NS_MAX] = elapsed_ns
+    stats[STATS_CALLBACK_NS_MAX] = max(stats[STATS_CALLBACK_NS_MAX], elapsed_ns)
 
 
 @dataclass(frozen=True)

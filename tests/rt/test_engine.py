@@ -37,7 +37,7 @@ def render_with_event(frame: int, block_size: int) -> np.ndarray:
 @pytest.mark.parametrize("block_size", [64, 100, 128, 511])
 def test_timed_event_lands_on_its_exact_frame(block_size: int) -> None:
     latency = onset(render_with_event(20001, 128)) - 20001
-    assert 0 <= latency < 480  # the limiter's look-ahead, well under 10 ms
+    assert latency == Engine(sample_rate=RATE).latency_frames  # the limiter's 85
     for frame in (20003, 21111):
         x = render_with_event(frame, block_size)
         assert onset(x) == frame + latency
@@ -90,9 +90,14 @@ def test_crossfade_between_programs_does_not_click() -> None:
     engine.render(RATE // 2)
     engine.load(tone(300.0, amplitude, name="other"), fade_s=0.05)
     x = engine.render(RATE // 4)[:, 0]
-    # The steepest a 300 Hz sine of this amplitude can move between samples.
-    bound = amplitude * 2 * np.pi * 300.0 / RATE
-    assert _max_step(x) < 1.1 * bound
+    # The steepest the equal-power sum cos(a) s200 + sin(a) s300 can move between
+    # samples: the sines' slopes add as a vector of length hypot(200, 300) Hz,
+    # plus the fade's own slope over 2400 frames.
+    fade_frames = 0.05 * RATE
+    bound = amplitude * (
+        2 * np.pi * np.hypot(200.0, 300.0) / RATE + 0.5 * np.pi / fade_frames
+    )
+    assert _max_step(x) < 1.02 * bound
     assert engine.fades_done == 2
 
     # Without a fade the same switch would step: the check above can fail.
@@ -114,7 +119,15 @@ def test_parameter_jump_is_smoothed_without_zipper_noise() -> None:
     x = engine.render(RATE // 2, block_size=256)[:, 0]
     bound = 0.5 * 2 * np.pi * 100.0 / RATE
     assert _max_step(x) < 1.3 * bound
-    np.testing.assert_allclose(np.max(np.abs(x[-RATE // 10 :])), 0.5, rtol=1e-3)
+    # It arrives: the level matches a tone that played 0.5 from the start (the
+    # master's DC blocker takes its 0.5 % off a 100 Hz tone in both).
+    reference = Engine(sample_rate=RATE)
+    sine.values["amplitude"] = 0.5
+    reference.load(g)
+    y = reference.render(RATE, block_size=256)[:, 0]
+    np.testing.assert_allclose(
+        np.max(np.abs(x[-RATE // 10 :])), np.max(np.abs(y[-RATE // 10 :])), rtol=1e-4
+    )
 
 
 def test_volume_and_limiter_are_master_parameters() -> None:
@@ -145,7 +158,6 @@ def test_ring_under_a_concurrent_producer_applies_every_event_in_order() -> None
     engine = Engine(sample_rate=RATE)
     program = engine.load(tone(12000.0, 0.0))
     engine.render(RATE // 2)  # past the first fade-in
-    latency = 0
     column = program.param("tone", "amplitude").column
     start = engine.frame + 1000
     spacing = 37
@@ -182,12 +194,13 @@ def test_ring_under_a_concurrent_producer_applies_every_event_in_order() -> None
     assert engine.ctl[C_EVENTS_LATE] == 0
     assert engine.ring.positions[RING_READ] == engine.ring.positions[RING_WRITE]
     base = RATE // 2
-    latency = onset(x[: 1000 + 2000]) - 1000
+    latency = engine.latency_frames
     for k in range(0, n_events, 7):
         i = int(frames[k]) - base + latency
-        # A 12 kHz sine at 48 kHz: every 4 samples hold +A, 0, -A, 0.
-        np.testing.assert_allclose(np.max(np.abs(x[i : i + 4])), values[k], atol=1e-4)
+        # A 12 kHz sine at 48 kHz: every 4 samples hold +A, 0, -A, 0. Consecutive
+        # values differ by 0.01; the master's DC blocker adds < 0.001 at a step.
+        np.testing.assert_allclose(np.max(np.abs(x[i : i + 4])), values[k], atol=1e-3)
         if k:
             np.testing.assert_allclose(
-                np.max(np.abs(x[i - 4 : i])), values[k - 1], atol=1e-4
+                np.max(np.abs(x[i - 4 : i])), values[k - 1], atol=1e-3
             )

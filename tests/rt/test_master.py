@@ -1,21 +1,16 @@
 """The master bus holds its true-peak ceiling on stress signals, measured 4x
-oversampled as ITU-R BS.1770 does."""
+oversampled (engine.analysis)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.signal import resample_poly
 
+from engine.analysis import true_peak_dbtp
 from engine.graph import Graph
 from engine.rt.engine import Engine
 
 RATE = 48000
-
-
-def true_peak_dbtp(x: np.ndarray) -> float:
-    up = resample_poly(x.astype(np.float64), 4, 1, axis=0)
-    return 20 * np.log10(np.max(np.abs(up)))
 
 
 def squares() -> Graph:

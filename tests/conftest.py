@@ -1,0 +1,69 @@
+"""Shared fixtures: a private JACK dummy server for tests that need live audio.
+
+``jack_server`` (session scope) gives the name of a running JACK server that
+PortAudio is connected to:
+
+- If ``JACK_DEFAULT_SERVER`` is set (``scripts/bootstrap.sh test`` starts one
+  and exports it), that server is used; it must answer, or the fixture fails.
+- Otherwise the fixture starts ``jackd -n soundscape-pytest-PID-... -d dummy``
+  with its own unique name, points ``JACK_DEFAULT_SERVER`` at it, and stops it
+  (only it) at the end of the session.
+
+Live tests are skipped only when jackd is not installed at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+JACK_SAMPLE_RATE = 48000
+JACK_PERIOD_FRAMES = 128
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> Iterator[str]:
+    """Name of a running JACK dummy server that PortAudio can see."""
+    from engine.rt.audio_io import JackServer, refresh_devices
+
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never auto-spawn jackd
+    existing = os.environ.get("JACK_DEFAULT_SERVER")
+    if existing:
+        server = JackServer(existing)
+        if not server.available():
+            pytest.fail(
+                f"JACK_DEFAULT_SERVER={existing!r} is set but jack_lsp is missing"
+            )
+        if not server.is_ready():
+            pytest.fail(
+                f"JACK_DEFAULT_SERVER={existing!r} is set but that server does not "
+                "answer `jack_lsp -s`; start it or unset the variable."
+            )
+        refresh_devices()
+        yield existing
+        return
+
+    if not JackServer.available():
+        pytest.skip(
+            "jackd is not installed: live audio tests need it "
+            "(`bash scripts/bootstrap.sh test` installs jackd2)."
+        )
+    server = JackServer(
+        f"soundscape-pytest-{os.getpid()}",
+        sample_rate=JACK_SAMPLE_RATE,
+        period_frames=JACK_PERIOD_FRAMES,
+    )
+    server.start()
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    refresh_devices()  # PortAudio enumerated host APIs at import, without JACK
+    try:
+        yield server.name
+    finally:
+        import sounddevice as sd
+
+        sd._terminate()  # drop PortAudio's JACK client before its server goes
+        server.stop()
+        del os.environ["JACK_DEFAULT_SERVER"]
+        sd._initialize()
