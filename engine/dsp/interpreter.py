@@ -21,7 +21,7 @@ from engine.dsp import kernels_mod as mod
 from engine.dsp import kernels_noise as noise
 from engine.dsp import kernels_osc as osc
 from engine.dsp import kernels_time as time
-from engine.dsp.jit import JIT
+from engine.dsp.jit import JIT, JIT_INLINE
 from engine.dsp.layout import (
     I_N_PARAM,
     I_N_STATE,
@@ -70,7 +70,7 @@ _AM = int(Op.AM)
 _LIMITER = int(Op.LIMITER)
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def advance_params(params, n_params, n_frames):
     """Move every parameter one segment towards its target.
 
@@ -108,7 +108,7 @@ def advance_params(params, n_params, n_frames):
     return refused
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def run_nodes(instr, params, state, bufs, n_instr, sample_rate, n_frames):
     """Run ``n_instr`` instruction rows for ``n_frames`` frames."""
     for i in range(n_instr):

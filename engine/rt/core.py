@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from engine.dsp.interpreter import render_program
-from engine.dsp.jit import JIT
+from engine.dsp.jit import JIT, JIT_INLINE
 from engine.dsp.kernels_osc import sine_lookup
 from engine.dsp.layout import (
     INFO_GENERATION,
@@ -76,7 +76,7 @@ def new_ctl() -> np.ndarray:
     return np.zeros(CTL_WIDTH, dtype=np.int64)
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _apply_event(ring, index, slot0, slot1, master):
     """Apply one event record to the program it names; False if none matches."""
     generation = np.int64(ring[index, EV_GENERATION])
@@ -112,7 +112,7 @@ def _apply_event(ring, index, slot0, slot1, master):
     return True
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _render_segment(out, start, n, n_channels, ctl, slot0, slot1, master, rate):
     """Render frames ``start .. start + n`` of ``out`` (no events inside)."""
     active = ctl[C_ACTIVE]

@@ -42,7 +42,7 @@ SCAN = textwrap.dedent(
         if found:
             report["bad"][name[:90]] = found
     names = " ".join(re.findall(r"\ndefine [^@]*@\"?([\w.$]+)", ir))
-    report["has_renderer"] = "render_block" in names and "run_nodes" in names
+    report["has_renderer"] = "render_block" in names and "render_program" in names
     json.dump(report, sys.stdout)
     """
 )
