@@ -4,6 +4,7 @@
 #   bash scripts/bootstrap.sh demo   # system packages, .venv, then 20 s of "focus"
 #   bash scripts/bootstrap.sh test   # system packages, .venv, then ruff + pytest
 #   bash scripts/bootstrap.sh setup  # system packages and .venv only
+#   bash scripts/bootstrap.sh bench  # also scsynth, then benchmarks/*.py
 #
 # Idempotent: packages already present are not reinstalled, apt-get update runs
 # only when something is missing, and pip runs only when pyproject.toml changed.
@@ -17,12 +18,14 @@ VENV="$REPO_ROOT/.venv"
 SAMPLE_RATE=48000
 JACK_PERIOD_FRAMES=128
 SYSTEM_PACKAGES=(libportaudio2 jackd2 liblo-tools libsndfile1)
+# Only the benchmarks need SuperCollider's server (the reference they compare to).
+BENCH_PACKAGES=(supercollider-server)
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -181,6 +184,16 @@ run_tests() {
     return "$ruff_status"
 }
 
+run_benchmarks() {
+    SYSTEM_PACKAGES+=("${BENCH_PACKAGES[@]}")
+    install_system_packages
+    command -v scsynth >/dev/null \
+        || log "scsynth not found: the scsynth columns will be empty"
+    "$VENV/bin/python" benchmarks/bench_engine.py
+    "$VENV/bin/python" benchmarks/bench_realtime.py
+    log "results: benchmarks/out/*.json; keep the tables in benchmarks/RESULTS.md"
+}
+
 run_demo() {
     if have_real_audio_device; then
         log "playing on the default audio device"
@@ -194,7 +207,7 @@ run_demo() {
 main() {
     (($# == 1)) || usage
     case "$1" in
-        demo | test | setup) ;;
+        demo | test | setup | bench) ;;
         *) usage ;;
     esac
     install_system_packages
@@ -202,6 +215,7 @@ main() {
     case "$1" in
         demo) run_demo ;;
         test) run_tests ;;
+        bench) run_benchmarks ;;
         setup) ;;
     esac
 }

@@ -147,7 +147,7 @@ def lfo(bufs, row, p0, p1, state, sample_rate, n_frames):
             out[frame] = offset + depth * wave
             phase += rate * inv_sr
             if phase >= 1.0:
-                phase -= math.floor(phase)
+                phase -= 1.0  # rate_hz is at most 1 kHz: under one cycle a step
                 # Points advance with the phase whatever the shape, so switching
                 # shape never changes the random sequence.
                 a = b

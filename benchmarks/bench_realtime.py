@@ -1,0 +1,163 @@
+"""Real-time benchmark: the engine played live for a minute beside a busy Python
+thread, under a private JACK dummy server at 48 kHz, at 128 and 64 frames.
+
+    python benchmarks/bench_realtime.py [--seconds 60] [--json benchmarks/out/realtime.json]
+
+For each block size it reports callbacks run against those the clock expected,
+output underflows after the first 0.5 s, and the callback's own time (mean, max).
+It first runs the same JACK server for the same time with no client at all and
+counts the xruns the server logs by itself: on a virtual machine whose host
+deschedules it, that is the floor no client can go under.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RATE = 48000
+WARMUP_S = 0.5
+DEMO = "focus"
+
+
+def _server_xruns(log: str) -> int:
+    return sum(1 for line in log.splitlines() if "XRun" in line)
+
+
+def idle_server_xruns(seconds: float, period_frames: int) -> int:
+    """Xruns a JACK dummy server logs with no client connected."""
+    from engine.rt.audio_io import JackServer
+
+    server = JackServer(sample_rate=RATE, period_frames=period_frames)
+    server.start()
+    try:
+        time.sleep(seconds)
+        return _server_xruns(server.log())
+    finally:
+        server.stop()
+
+
+def _spin(stop: threading.Event, counter: list[int]) -> None:
+    n = 0
+    while not stop.is_set():
+        n += 1  # pure Python: holds the GIL as much as the interpreter allows
+    counter.append(n)
+
+
+def play_minute(seconds: float, block_size: int) -> dict:
+    """Play the demo live beside a busy Python thread; stats after warm-up."""
+    import sounddevice as sd
+
+    from engine.demos import DEMOS
+    from engine.rt.audio_io import JackServer, refresh_devices
+    from engine.rt.engine import Engine
+    from engine.rt.live import LivePlayer
+
+    server = JackServer(sample_rate=RATE, period_frames=block_size)
+    server.start()
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    refresh_devices()
+    try:
+        engine = Engine(sample_rate=RATE)
+        engine.load(DEMOS[DEMO]())
+        player = LivePlayer(engine, block_size=block_size)
+        stop = threading.Event()
+        spins: list[int] = []
+        spinner = threading.Thread(target=_spin, args=(stop, spins))
+        player.start()
+        spinner.start()
+        try:
+            time.sleep(WARMUP_S)
+            warm = player.snapshot()
+            time.sleep(seconds)
+            end = player.snapshot()
+        finally:
+            stop.set()
+            spinner.join()
+            player.stop()
+        log = server.log()
+    finally:
+        sd._terminate()  # drop PortAudio's JACK client before its server goes
+        server.stop()
+        sd._initialize()
+    run = end.since(warm)
+    elapsed_s = (end.last_callback_start_ns - warm.last_callback_start_ns) / 1e9
+    expected = elapsed_s * RATE / block_size
+    return {
+        "block_size": block_size,
+        "seconds": round(elapsed_s, 3),
+        "callbacks_expected": round(expected, 1),
+        "callbacks_run": run.callbacks,
+        "callbacks_run_pct": round(100 * run.callbacks / expected, 3),
+        "underflows_after_warmup": run.output_underflows,
+        "server_xruns_logged": _server_xruns(log),
+        "callback_us_mean": round(end.callback_us_mean, 1),
+        "callback_us_max": round(end.callback_us_max, 1),
+        "block_budget_us": round(1e6 * block_size / RATE, 1),
+        "python_spins": spins[0] if spins else 0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--json", default=str(ROOT / "benchmarks/out/realtime.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+
+    from engine.rt.audio_io import JackServer
+
+    if not JackServer.available():
+        print("jackd is not installed: `bash scripts/bootstrap.sh setup` installs it")
+        return 1
+    results: dict = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+        },
+        "sample_rate": RATE,
+        "scene": DEMO,
+        "idle_server_xruns": {},
+        "runs": [],
+    }
+    for block_size in (128, 64):
+        idle = idle_server_xruns(args.seconds, block_size)
+        results["idle_server_xruns"][str(block_size)] = idle
+        results["runs"].append(play_minute(args.seconds, block_size))
+
+    print(
+        f"\n{'block':>5} {'run/expected':>15} {'%':>8} {'underflows':>10} "
+        f"{'server xruns':>12} {'idle xruns':>10} {'mean us':>8} {'max us':>8} "
+        f"{'budget us':>9}"
+    )
+    for r in results["runs"]:
+        idle = results["idle_server_xruns"][str(r["block_size"])]
+        print(
+            f"{r['block_size']:>5} "
+            f"{r['callbacks_run']:>7}/{r['callbacks_expected']:<7.0f} "
+            f"{r['callbacks_run_pct']:>8.3f} {r['underflows_after_warmup']:>10} "
+            f"{r['server_xruns_logged']:>12} {idle:>10} {r['callback_us_mean']:>8.1f} "
+            f"{r['callback_us_max']:>8.1f} {r['block_budget_us']:>9.1f}"
+        )
+    print(
+        f"\n{args.seconds:.0f} s each; 'idle xruns': the same JACK server alone, "
+        "no client, for the same time"
+    )
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
