@@ -33,15 +33,21 @@ def _server_xruns(log: str) -> int:
     return sum(1 for line in log.splitlines() if "XRun" in line)
 
 
-def idle_server_xruns(seconds: float, period_frames: int) -> int:
-    """Xruns a JACK dummy server logs with no client connected."""
+def idle_server_xruns(seconds: float, period_frames: int) -> dict:
+    """Xruns a JACK dummy server logs with no client connected, and the CPU
+    time the host took from this machine meanwhile."""
     from engine.rt.audio_io import JackServer
+    from engine.rt.stats import host_steal_ms
 
     server = JackServer(sample_rate=RATE, period_frames=period_frames)
     server.start()
     try:
+        steal_before = host_steal_ms()
         time.sleep(seconds)
-        return _server_xruns(server.log())
+        return {
+            "xruns": _server_xruns(server.log()),
+            "host_steal_ms": round(host_steal_ms() - steal_before, 1),
+        }
     finally:
         server.stop()
 
@@ -61,6 +67,7 @@ def play_minute(seconds: float, block_size: int) -> dict:
     from engine.rt.audio_io import JackServer, refresh_devices
     from engine.rt.engine import Engine
     from engine.rt.live import LivePlayer
+    from engine.rt.stats import host_steal_ms
 
     server = JackServer(sample_rate=RATE, period_frames=block_size)
     server.start()
@@ -78,8 +85,10 @@ def play_minute(seconds: float, block_size: int) -> dict:
         try:
             time.sleep(WARMUP_S)
             warm = player.snapshot()
+            steal_before = host_steal_ms()
             time.sleep(seconds)
             end = player.snapshot()
+            steal_ms = host_steal_ms() - steal_before
         finally:
             stop.set()
             spinner.join()
@@ -100,6 +109,7 @@ def play_minute(seconds: float, block_size: int) -> dict:
         "callbacks_run_pct": round(100 * run.callbacks / expected, 3),
         "underflows_after_warmup": run.output_underflows,
         "server_xruns_logged": _server_xruns(log),
+        "host_steal_ms": round(steal_ms, 1),
         "callback_us_mean": round(end.callback_us_mean, 1),
         "callback_us_max": round(end.callback_us_max, 1),
         "block_budget_us": round(1e6 * block_size / RATE, 1),
@@ -137,8 +147,8 @@ def main() -> int:
 
     print(
         f"\n{'block':>5} {'run/expected':>15} {'%':>8} {'underflows':>10} "
-        f"{'server xruns':>12} {'idle xruns':>10} {'mean us':>8} {'max us':>8} "
-        f"{'budget us':>9}"
+        f"{'server xruns':>12} {'steal ms':>8} {'idle xruns':>10} {'idle steal':>10} "
+        f"{'mean us':>8} {'max us':>8} {'budget us':>9}"
     )
     for r in results["runs"]:
         idle = results["idle_server_xruns"][str(r["block_size"])]
@@ -146,12 +156,14 @@ def main() -> int:
             f"{r['block_size']:>5} "
             f"{r['callbacks_run']:>7}/{r['callbacks_expected']:<7.0f} "
             f"{r['callbacks_run_pct']:>8.3f} {r['underflows_after_warmup']:>10} "
-            f"{r['server_xruns_logged']:>12} {idle:>10} {r['callback_us_mean']:>8.1f} "
-            f"{r['callback_us_max']:>8.1f} {r['block_budget_us']:>9.1f}"
+            f"{r['server_xruns_logged']:>12} {r['host_steal_ms']:>8.0f} "
+            f"{idle['xruns']:>10} {idle['host_steal_ms']:>10.0f} "
+            f"{r['callback_us_mean']:>8.1f} {r['callback_us_max']:>8.1f} "
+            f"{r['block_budget_us']:>9.1f}"
         )
     print(
-        f"\n{args.seconds:.0f} s each; 'idle xruns': the same JACK server alone, "
-        "no client, for the same time"
+        f"\n{args.seconds:.0f} s each; 'idle': the same JACK server alone, no "
+        "client, for the same time; 'steal': CPU the VM's host took meanwhile"
     )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

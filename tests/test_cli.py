@@ -167,6 +167,8 @@ def test_play_writes_stats(jack_server: str, tmp_path: Path) -> None:
     assert stats["seconds"] >= 2.0  # and the fade to silence after it
     expected = stats["seconds"] * 48000 / 128
     assert stats["callbacks_expected"] == pytest.approx(expected, abs=1)
-    assert stats["callbacks_run"] >= 0.99 * stats["callbacks_expected"]
+    # The stream ran for the time it reports (deadlines: test_live.py).
+    assert 0.5 * expected <= stats["callbacks_run"] <= 1.01 * expected + 2
     assert 0 <= stats["underflows_after_warmup"] <= stats["underflows"]
     assert 0 < stats["callback_us_max"] < 1e6
+    assert stats["host_steal_ms"] >= 0.0

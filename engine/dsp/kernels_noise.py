@@ -159,7 +159,7 @@ def noise_bank(bufs, row, p0, p1, state, sample_rate, n_frames):
 
     One kernel serves the three node types (``white_noise``, ``pink_noise`` and
     ``brown_noise`` are this function), so the interpreter compiles it once; the
-    colour is data. Voices step together inside each sample.
+    colour is data.
     """
     voices = row[I_VOICES]
     out_slot = row[I_OUT]
@@ -172,21 +172,27 @@ def noise_bank(bufs, row, p0, p1, state, sample_rate, n_frames):
     first = _HEADER + 2 * n_poles + 1
     filt = state[first : first + voices * n_poles]
     inv_n = 1.0 / n_frames
-    for frame in range(n_frames):
-        ramp = (frame + 1) * inv_n
-        count = counter + frame
-        if count >= STREAM_STRIDE:
-            count -= STREAM_STRIDE
-        for voice in range(voices):
-            x = uniform(key, count + voice * STREAM_STRIDE)
+    # The counter wraps inside this block at frame `wrap` (once in 265 days).
+    wrap = n_frames
+    if counter + n_frames > STREAM_STRIDE:
+        wrap = int(STREAM_STRIDE - counter)
+    for voice in range(voices):
+        out = bufs[out_slot + voice]
+        base = voice * n_poles
+        amp0 = p0[voice]
+        amp_span = p1[voice] - amp0
+        first_count = counter + voice * STREAM_STRIDE
+        for frame in range(n_frames):
+            count = first_count + frame
+            if frame >= wrap:
+                count -= STREAM_STRIDE
+            x = uniform(key, count)
             y = direct * x
-            base = voice * n_poles
             for k in range(n_poles):
                 s = poles[k] * filt[base + k] + x
                 filt[base + k] = s
                 y += weights[k] * s
-            amp = p0[voice] + (p1[voice] - p0[voice]) * ramp
-            bufs[out_slot + voice, frame] = amp * y
+            out[frame] = (amp0 + amp_span * ((frame + 1) * inv_n)) * y
     for i in range(voices * n_poles):
         filt[i] = zap(filt[i])
     # Wrap before running into the next voice's stretch (after 2**40 draws:

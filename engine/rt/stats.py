@@ -26,6 +26,7 @@ allocation, no locks, no exceptions). ``Stats``/``StatsSnapshot``: control only.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,3 +226,20 @@ class Stats:
     def snapshot(self) -> StatsSnapshot:
         """Copy the array now and return it with named fields."""
         return StatsSnapshot.from_array(self.array.copy())
+
+
+def host_steal_ms() -> float:
+    """CPU time the hypervisor has taken from this machine since boot, in ms
+    (Linux's ``steal`` in ``/proc/stat``; 0 where it is not reported).
+
+    On a virtual machine a host that deschedules the guest makes every audio
+    deadline inside it slip, whatever the engine does: the difference over a
+    run says whether the machine, not the engine, lost time. Control only.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0.0
+    steal_ticks = int(fields[8]) if len(fields) > 8 else 0
+    return 1000.0 * steal_ticks / os.sysconf("SC_CLK_TCK")

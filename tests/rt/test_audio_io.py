@@ -11,6 +11,7 @@ busy Python thread are tested with the real engine in test_live.py.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -47,6 +48,7 @@ from engine.rt.stats import (
     PA_PRIMING_OUTPUT,
     STATS_SIZE,
     Stats,
+    host_steal_ms,
     rt_stats_begin,
     rt_stats_end,
 )
@@ -324,3 +326,14 @@ def test_flush_denormals_sets_mxcsr_and_restores_it() -> None:
     assert restored == previous
     assert out[0] == 0.0  # subnormal input read as zero, result flushed
     assert out[1] == 5e-309  # default IEEE behaviour is back
+
+
+def test_host_steal_is_read_in_milliseconds_and_never_goes_back() -> None:
+    first = host_steal_ms()
+    time.sleep(0.05)
+    second = host_steal_ms()
+    assert 0.0 <= first <= second
+    with open("/proc/stat") as stat:
+        steal_ticks = int(stat.readline().split()[8])
+    # The same counter, in ms (USER_HZ ticks), read a moment later.
+    assert second <= 1000.0 * steal_ticks / os.sysconf("SC_CLK_TCK")

