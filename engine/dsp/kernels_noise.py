@@ -53,11 +53,13 @@ from engine.dsp.layout import I_OUT, I_VOICES
 from engine.dsp.nodes import NodeSpec, Param, register
 from engine.dsp.opcodes import Op
 from engine.dsp.rng import (
+    GAMMA,
     STREAM_STRIDE,
     seed_from_option,
     stream_key,
-    uniform,
     uniform_block,
+    uniform_from_weyl,
+    weyl_state,
 )
 
 _SQRT3 = math.sqrt(3.0)
@@ -182,11 +184,12 @@ def noise_bank(bufs, row, p0, p1, state, sample_rate, n_frames):
         amp0 = p0[voice]
         amp_span = p1[voice] - amp0
         first_count = counter + voice * STREAM_STRIDE
+        weyl = weyl_state(key, first_count)
         for frame in range(n_frames):
-            count = first_count + frame
-            if frame >= wrap:
-                count -= STREAM_STRIDE
-            x = uniform(key, count)
+            if frame == wrap:
+                weyl = weyl_state(key, first_count + frame - STREAM_STRIDE)
+            x = uniform_from_weyl(weyl)
+            weyl += GAMMA
             y = direct * x
             for k in range(n_poles):
                 s = poles[k] * filt[base + k] + x

@@ -73,14 +73,32 @@ def stream_key(seed):
 
 
 @njit(**JIT)
+def weyl_state(key, counter):
+    """The Weyl-sequence value whose ``mix64`` is draw ``counter`` of ``key``.
+
+    Draw ``n + 1`` is ``uniform_from_weyl(weyl + GAMMA)``: a kernel drawing a run
+    of consecutive numbers adds GAMMA per draw instead of multiplying.
+    """
+    # Through int64 (exact below 2**53): x86 converts double <-> int64 in one
+    # instruction, double <-> uint64 in a branchy sequence.
+    return key + np.uint64(np.int64(counter)) * GAMMA
+
+
+@njit(**JIT)
+def uniform_from_weyl(weyl):
+    """The uniform number in [-1, 1) for a Weyl-sequence value."""
+    z = mix64(weyl)
+    return float(np.int64(z >> _S11)) * _TWO_POW_M52 - 1.0
+
+
+@njit(**JIT)
 def uniform(key, counter):
     """The ``counter``-th number of the stream ``key``: uniform in [-1, 1).
 
     ``counter`` is a float holding an integer in [0, 2**53). Mean 0, variance
     1/3, 53-bit resolution.
     """
-    z = mix64(key + np.uint64(counter) * GAMMA)
-    return float(z >> _S11) * _TWO_POW_M52 - 1.0
+    return uniform_from_weyl(weyl_state(key, counter))
 
 
 def seed_from_option(seed: int) -> float:
