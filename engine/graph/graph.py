@@ -18,12 +18,11 @@ Audio thread: no.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.dsp.nodes import NodeSpec, node_types
+from engine.naming import did_you_mean
 
 
 class GraphError(ValueError):
@@ -66,11 +65,6 @@ class Node:
         return f"<Node {self.name} ({self.spec.name})>"
 
 
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 class Graph:
     """A DSP graph under construction. Compile it with ``compile_graph``."""
 
@@ -96,7 +90,7 @@ class Graph:
         spec = types.get(type_name)
         if spec is None:
             raise GraphError(
-                f"unknown node type {type_name!r}{_did_you_mean(type_name, types)}"
+                f"unknown node type {type_name!r}{did_you_mean(type_name, types)}"
             )
         if name is None:
             count = sum(1 for n in self.nodes if n.spec.name == type_name)
@@ -125,7 +119,7 @@ class Graph:
                 known = [*spec.inputs, *param_names, *spec.options]
                 raise GraphError(
                     f"{name}: {type_name} has no input, parameter or option "
-                    f"{key!r}{_did_you_mean(key, known)}"
+                    f"{key!r}{did_you_mean(key, known)}"
                 )
         self._names.add(name)
         self.nodes.append(node)

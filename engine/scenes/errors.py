@@ -5,8 +5,7 @@ Control thread only.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 KeyPath = tuple[str | int, ...]
 
@@ -20,12 +19,6 @@ def format_key_path(path: KeyPath) -> str:
         else:
             text += f".{part}" if text else part
     return text
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'rain'?)`` for the closest of ``choices``, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class SceneError(ValueError):

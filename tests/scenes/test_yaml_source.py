@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.scenes.errors import SceneError, did_you_mean, format_key_path
+from engine.naming import did_you_mean
+from engine.scenes.errors import SceneError, format_key_path
 from engine.scenes.yaml_source import MAX_BYTES, MAX_DEPTH, load_yaml
 
 GOOD = """\
