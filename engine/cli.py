@@ -1,12 +1,16 @@
 """The ``soundscape`` command.
 
     soundscape devices
+    soundscape scenes
+    soundscape validate FILE...
     soundscape render SCENE --seconds N -o FILE [--seed S] [--sample-rate R]
                       [--block-size B]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
                     [--stats FILE]
 
-Errors are one line on stderr and a non-zero exit, never a traceback.
+SCENE is a scene file (``path/to/scene.yaml``), the name of one in ``scenes/``,
+or a built-in demo graph. Errors are one line on stderr and a non-zero exit,
+never a traceback.
 
 Audio thread: no.
 """
@@ -22,7 +26,10 @@ from pathlib import Path
 
 from engine.demos import DEMOS
 from engine.graph.graph import Graph
+from engine.naming import did_you_mean
 
+# The scenes shipped with the engine (beside the package in a checkout).
+SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
 WARMUP_S = 0.5
 END_FADE_S = 0.3
 
@@ -31,12 +38,68 @@ class CliError(Exception):
     """An error to print as one line before exiting with status 1."""
 
 
+def scene_files() -> dict[str, Path]:
+    """The shipped scene files, by name."""
+    return {p.stem: p for p in sorted(SCENES_DIR.glob("*.yaml"))}
+
+
 def load_scene(name: str) -> Graph:
-    """The graph of a scene by name (built-in demos for now)."""
+    """The graph of a scene: a file path, a shipped scene's name, or a demo."""
+    from engine.scenes.format import load_scene_file
+
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return load_scene_file(path)[1]
+    files = scene_files()
+    if name in files:
+        return load_scene_file(files[name])[1]
     builder = DEMOS.get(name)
     if builder is None:
-        raise CliError(f"unknown scene {name!r}; available: {', '.join(sorted(DEMOS))}")
+        known = sorted({*files, *DEMOS})
+        raise CliError(
+            f"unknown scene {name!r}{did_you_mean(name, known)}; "
+            f"available: {', '.join(known)}"
+        )
     return builder()
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    from engine.scenes.format import check_scene
+    from engine.scenes.yaml_source import load_yaml
+
+    for name, path in scene_files().items():
+        try:
+            source = load_yaml(path.read_text(encoding="utf-8"), str(path))
+            description = check_scene(source)["description"]
+        except (OSError, ValueError) as error:
+            description = f"(broken: {error})"
+        print(f"{name:<14} {description}")
+    for name, builder in sorted(DEMOS.items()):
+        if name not in scene_files():
+            doc = (builder.__doc__ or "").strip().splitlines()[0]
+            print(f"{name:<14} {doc} (built-in demo)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.scenes.errors import SceneError
+    from engine.scenes.format import load_scene_file, scene_json_schema
+
+    if args.schema:
+        print(json.dumps(scene_json_schema(), indent=2))
+        return 0
+    if not args.files:
+        raise CliError("give scene files to validate, or --schema")
+    failed = 0
+    for file in args.files:
+        try:
+            load_scene_file(file)
+        except SceneError as error:
+            print(f"{error}".replace("\n", "; "), file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{file}: ok")
+    return 1 if failed else 0
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -197,9 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("devices", help="list audio outputs").set_defaults(func=cmd_devices)
+    sub.add_parser("scenes", help="list the shipped scenes").set_defaults(
+        func=cmd_scenes
+    )
+
+    validate = sub.add_parser("validate", help="check scene files")
+    validate.add_argument("files", nargs="*", help="scene files (.yaml)")
+    validate.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of scene files"
+    )
+    validate.set_defaults(func=cmd_validate)
 
     render = sub.add_parser("render", help="render a scene to a WAV or FLAC file")
-    render.add_argument("scene", help=f"scene name ({', '.join(sorted(DEMOS))})")
+    render.add_argument("scene", help="scene file, shipped scene or demo name")
     render.add_argument("--seconds", type=float, required=True)
     render.add_argument("-o", "--output", required=True, help="FILE.wav or FILE.flac")
     render.add_argument("--seed", type=int, default=0)
@@ -209,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=cmd_render)
 
     play = sub.add_parser("play", help="play a scene live")
-    play.add_argument("scene", help=f"scene name ({', '.join(sorted(DEMOS))})")
+    play.add_argument("scene", help="scene file, shipped scene or demo name")
     play.add_argument("--seconds", type=float, default=None)
     play.add_argument("--device", default=None, help="output device index or name")
     play.add_argument("--block-size", type=_positive_int, default=128)

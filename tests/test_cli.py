@@ -172,3 +172,39 @@ def test_play_writes_stats(jack_server: str, tmp_path: Path) -> None:
     assert 0 <= stats["underflows_after_warmup"] <= stats["underflows"]
     assert 0 < stats["callback_us_max"] < 1e6
     assert stats["host_steal_ms"] >= 0.0
+
+
+def test_validate_reports_each_file_and_fails_on_a_broken_one(tmp_path: Path) -> None:
+    good = REPO_ROOT / "scenes" / "focus.yaml"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: x\ndescription: y\nlayers:\n  a:\n    nodes:\n"
+        "      n: {type: brwon_noise}\n    output: n\n"
+    )
+    ok = soundscape("validate", str(good))
+    assert ok.returncode == 0 and f"{good}: ok" in ok.stdout
+    broken = soundscape("validate", str(good), str(bad))
+    assert broken.returncode == 1
+    assert broken.stderr.strip() == (
+        f"{bad}:6:11: layers.a.nodes.n.type: unknown node type 'brwon_noise' "
+        "(did you mean 'brown_noise'?)"
+    )
+    schema = json.loads(soundscape("validate", "--schema").stdout)
+    assert schema["title"] == "scene" and "layers" in schema["properties"]
+
+
+def test_scenes_lists_shipped_scenes_and_demos() -> None:
+    result = soundscape("scenes")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("focus") and "drone" in line for line in lines)
+    assert any(line.startswith("ocean") and "(built-in demo)" in line for line in lines)
+
+
+def test_a_scene_file_renders_by_path(tmp_path: Path) -> None:
+    out = tmp_path / "f.wav"
+    scene = REPO_ROOT / "scenes" / "focus.yaml"
+    result = soundscape("render", str(scene), "--seconds", "1", "-o", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(out)
+    assert rate == 48000 and audio.shape == (48000, 2) and np.max(np.abs(audio)) > 1e-3

@@ -12,8 +12,8 @@ Every kernel has the same signature so the interpreter can run any of them::
 ``bufs`` is the program's 2-D signal arena, ``row`` the node's instruction row
 (see ``engine.dsp.layout``), ``p0``/``p1`` the node's parameter values at the start
 and end of this segment (ramp linearly between them), ``state`` the node's state
-slice. Kernels loop ``for frame: for voice:`` so all voices of a bank advance
-together inside each sample (DESIGN.md section 2).
+slice. Kernels loop over frames and voices in whichever order is fastest for
+them; the result must not depend on it (DESIGN.md section 2).
 
 Audio thread: no (this module is control-plane bookkeeping).
 """

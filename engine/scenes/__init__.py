@@ -1,9 +1,11 @@
 """Scenes: the YAML scene language, its validation and loading (control thread).
 
-Built so far: reading a scene file's YAML safely, with every value's position
-(``yaml_source``); field specs that validate values and generate the editors'
-JSON Schema from one description (``schema``); and the one error type scene
-files raise (``errors``).
+- ``yaml_source``: a scene file's YAML, read safely, with every value's position;
+- ``schema``: field specs that validate values and generate the editors' JSON
+  Schema from one description;
+- ``format``: the scene format (layers of library nodes, master, reserved
+  inputs and model sections), checked and built into a graph;
+- ``errors``: ``SceneError``, the one error scene files raise.
 """
 
 from engine.scenes.errors import SceneError

@@ -1,0 +1,203 @@
+"""The scene format: shipped scenes build and play; broken scenes are refused at
+the line that is wrong, with what was expected; the JSON Schema agrees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import yaml
+
+from engine.analysis import true_peak_dbtp
+from engine.rt.engine import Engine
+from engine.scenes.errors import SceneError
+from engine.scenes.format import load_scene_file, scene_json_schema
+
+SCENES = sorted((Path(__file__).resolve().parents[2] / "scenes").glob("*.yaml"))
+RATE = 48000
+
+MINIMAL = """\
+name: t
+description: a test tone
+layers:
+  tone:
+    nodes:
+      osc: {type: sine, frequency_hz: 440, amplitude: 0.1}
+    output: osc
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scene.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", SCENES, ids=lambda p: p.stem)
+def test_shipped_scenes_build_and_play(path: Path) -> None:
+    scene, graph = load_scene_file(path)
+    assert scene["name"] == path.stem and scene["description"]
+    jsonschema.validate(yaml.safe_load(path.read_text()), scene_json_schema())
+    engine = Engine(sample_rate=RATE, seed=1)
+    engine.load(graph)
+    audio = engine.render(3 * RATE)
+    assert np.all(np.isfinite(audio))
+    level_db = 20 * np.log10(np.sqrt(np.mean(audio[RATE:] ** 2)))
+    assert -40.0 < level_db < -12.0
+    assert true_peak_dbtp(audio) <= -1.0 + 0.1
+
+
+def test_layers_become_named_nodes_summed_to_the_output(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "  hum:\n"
+        "    nodes:\n"
+        "      osc: {type: sine, frequency_hz: [55, 82.5], amplitude: 0.1}\n"
+        "      both: {type: mix, in: osc}\n"
+        "    output: both\n"
+        "    gain_db: -6\n"
+        "    pan: -0.5\n"
+    )
+    _, graph = load_scene_file(write(tmp_path, text))
+    names = [node.name for node in graph.nodes]
+    assert names[:3] == ["tone.osc", "tone.level", "hum.osc"]
+    assert {"hum.both", "hum.level", "hum.pan"} <= set(names)
+    engine = Engine(sample_rate=RATE)
+    engine.load(graph)
+    audio = engine.render(RATE)[RATE // 2 :]
+    # Half a second: bins are 2 Hz apart. Both layers sound, at their pitches.
+    spectrum = np.abs(np.fft.rfft(audio[:, 0] + audio[:, 1]))
+    floor = np.median(spectrum)
+    for frequency_hz in (55.0, 82.5, 440.0):
+        assert spectrum[round(frequency_hz / 2)] > 100 * floor, frequency_hz
+    # The panned layer leans left: the left channel carries more of 55 Hz.
+    left = np.abs(np.fft.rfft(audio[:, 0]))[round(55.0 / 2)]
+    right = np.abs(np.fft.rfft(audio[:, 1]))[round(55.0 / 2)]
+    assert left > 1.5 * right
+
+
+BROKEN = [
+    ("", 1, "the file is empty"),
+    ("name: t\n", 1, "scene needs 'description'"),
+    ("name: t\ndescription: d\n", 1, "scene needs 'layers'"),
+    ("name: t\ndescription: d\nlayers: {}\n", 3, "at least one layer"),
+    (
+        MINIMAL + "tempo: 90\n",
+        8,
+        "unknown key 'tempo' in scene (did you mean 'tempo_bpm'?)",
+    ),
+    (MINIMAL + "tempo_bpm: 1000\n", 8, "expected a number in 20..300 BPM, got 1000"),
+    (
+        MINIMAL.replace("type: sine", "type: sin"),
+        6,
+        "unknown node type 'sin' (did you mean 'sine'?)",
+    ),
+    (MINIMAL.replace("type: sine", "type: limiter"), 6, "unknown node type 'limiter'"),
+    (MINIMAL.replace("{type: sine, ", "{"), 6, "a node needs a 'type'"),
+    (MINIMAL.replace("440", "30000"), 6, "expected a number in 0..24000 Hz, got 30000"),
+    (
+        MINIMAL.replace("440", "'high'"),
+        6,
+        "expected a number in 0..24000 Hz, got 'high'",
+    ),
+    (MINIMAL.replace("440", "[]"), 6, "expected at least one value"),
+    (
+        MINIMAL.replace("amplitude: 0.1", "amp: 0.1"),
+        6,
+        "sine has no input, parameter or option 'amp'",
+    ),
+    (
+        MINIMAL.replace("output: osc", "output: oscc"),
+        7,
+        "no node 'oscc' in this layer (did you mean 'osc'?)",
+    ),
+    (MINIMAL.replace("    output: osc\n", ""), 4, "layer needs 'output'"),
+    (MINIMAL.replace("  tone:", "  Tone:"), 4, "layer names are lower_case words"),
+    (
+        MINIMAL.replace("      osc:", "      Osc:").replace(
+            "output: osc", "output: Osc"
+        ),
+        6,
+        "node names are lower_case words",
+    ),
+    (
+        MINIMAL + "master: {ceiling_dbtp: 3}\n",
+        8,
+        "expected a number in -12..0 dBTP, got 3",
+    ),
+    (
+        MINIMAL + "inputs:\n  danger: {minimum: 1, maximum: 0}\n",
+        9,
+        "minimum must be below maximum",
+    ),
+    (
+        MINIMAL + "inputs:\n  danger: {minimum: 0, maximum: 1, default: 2}\n",
+        9,
+        "default is outside",
+    ),
+    (
+        MINIMAL.replace(
+            "      osc: {type: sine, frequency_hz: 440, amplitude: 0.1}\n",
+            "      a: {type: gain, in: b}\n      b: {type: gain, in: a}\n"
+            "      osc: {type: sine, frequency_hz: 440, amplitude: 0.1}\n",
+        ),
+        6,
+        "feed each other in a loop: a, b",
+    ),
+    (
+        MINIMAL.replace("frequency_hz: 440", "frequency_hz: 440, in: osc"),
+        6,
+        "sine has no input, parameter or option 'in'",
+    ),
+    (
+        MINIMAL.replace(
+            "      osc: {type: sine, frequency_hz: 440, amplitude: 0.1}\n",
+            "      osc: {type: sine, frequency_hz: [1, 2, 3], amplitude: 0.1}\n",
+        ),
+        4,
+        "3 channels",
+    ),
+    (
+        MINIMAL.replace("amplitude: 0.1", "amplitude: 0.1, voices: 0"),
+        6,
+        "expected a number in 1..256, got 0",
+    ),
+    (MINIMAL + "model: {rate_hz: 0}\n", 8, "expected a number in 0.1..100 Hz, got 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), BROKEN)
+def test_broken_scenes_are_refused_at_their_line(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SceneError) as caught:
+        load_scene_file(path)
+    error = caught.value
+    assert message in str(error), str(error)
+    assert error.file == str(path)
+    assert error.line == line, str(error)
+
+
+def test_an_unreadable_file_is_a_scene_error(tmp_path: Path) -> None:
+    with pytest.raises(SceneError, match="cannot read"):
+        load_scene_file(tmp_path / "missing.yaml")
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SceneError, match="cannot read"):
+        load_scene_file(path)
+
+
+def test_the_json_schema_is_valid_and_refuses_what_the_format_refuses() -> None:
+    schema = scene_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid(yaml.safe_load(MINIMAL))
+    for old, new in [
+        ("type: sine", "type: sin"),
+        ("440", "30000"),
+        ("amplitude: 0.1", "amp: 0.1"),
+        ("name: t\n", ""),
+    ]:
+        assert not validator.is_valid(yaml.safe_load(MINIMAL.replace(old, new))), new
