@@ -4,9 +4,9 @@
     soundscape scenes
     soundscape validate FILE...
     soundscape render SCENE --seconds N -o FILE [--seed S] [--sample-rate R]
-                      [--block-size B]
+                      [--block-size B] [--set INPUT=VALUE ...]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
-                    [--stats FILE]
+                    [--stats FILE] [--set INPUT=VALUE ...]
 
 SCENE is a scene file (``path/to/scene.yaml``), the name of one in ``scenes/``,
 or a built-in demo graph. Errors are one line on stderr and a non-zero exit,
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -43,16 +44,17 @@ def scene_files() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SCENES_DIR.glob("*.yaml"))}
 
 
-def load_scene(name: str) -> Graph:
-    """The graph of a scene: a file path, a shipped scene's name, or a demo."""
+def load_scene(name: str, input_values: dict[str, float] | None = None) -> Graph:
+    """The graph of a scene: a file path, a shipped scene's name, or a demo;
+    ``input_values`` start the scene's inputs there (``--set``)."""
     from engine.scenes.format import load_scene_file
 
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        return load_scene_file(path)[1]
+        return load_scene_file(path, input_values)[1]
     files = scene_files()
     if name in files:
-        return load_scene_file(files[name])[1]
+        return load_scene_file(files[name], input_values)[1]
     builder = DEMOS.get(name)
     if builder is None:
         known = sorted({*files, *DEMOS})
@@ -60,7 +62,22 @@ def load_scene(name: str) -> Graph:
             f"unknown scene {name!r}{did_you_mean(name, known)}; "
             f"available: {', '.join(known)}"
         )
+    if input_values:
+        raise CliError(f"{name} is a built-in demo: it has no inputs to --set")
     return builder()
+
+
+def _input_setting(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not sep or not name or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(
+            f"expected INPUT=NUMBER (for example danger=0.7), not {text!r}"
+        )
+    return name, number
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
@@ -141,7 +158,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if path.suffix.lower() not in (".wav", ".flac"):
         raise CliError(f"{path}: output must end in .wav or .flac")
     check_audio_settings(args.sample_rate, args.block_size)
-    graph = load_scene(args.scene)
+    graph = load_scene(args.scene, dict(args.set))
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
     # FLAC holds integers only; WAV keeps the engine's float output exactly.
     subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
@@ -188,7 +205,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.live import LivePlayer
     from engine.rt.stats import host_steal_ms
 
-    graph = load_scene(args.scene)
+    graph = load_scene(args.scene, dict(args.set))
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
     engine.load(graph)
     refresh_devices()
@@ -279,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--sample-rate", type=int, default=48000)
     render.add_argument("--block-size", type=_positive_int, default=128)
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    render.add_argument(
+        "--set",
+        type=_input_setting,
+        action="append",
+        default=[],
+        metavar="INPUT=VALUE",
+        help="start a scene input at a value (repeatable)",
+    )
     render.set_defaults(func=cmd_render)
 
     play = sub.add_parser("play", help="play a scene live")
@@ -289,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--sample-rate", type=int, default=48000)
     play.add_argument("--seed", type=int, default=0)
     play.add_argument("--stats", default=None, help="write run statistics (JSON)")
+    play.add_argument(
+        "--set",
+        type=_input_setting,
+        action="append",
+        default=[],
+        metavar="INPUT=VALUE",
+        help="start a scene input at a value (repeatable)",
+    )
     play.set_defaults(func=cmd_play)
     return parser
 

@@ -208,3 +208,40 @@ def test_a_scene_file_renders_by_path(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     audio, rate = sf.read(out)
     assert rate == 48000 and audio.shape == (48000, 2) and np.max(np.abs(audio)) > 1e-3
+
+
+def test_set_starts_a_scene_input_where_asked(tmp_path: Path) -> None:
+    scene = tmp_path / "tone.yaml"
+    scene.write_text(
+        "name: tone\ndescription: pitch follows danger\n"
+        "inputs:\n  danger: {minimum: 0, maximum: 1, default: 0}\n"
+        "layers:\n  tone:\n    nodes:\n      osc:\n        type: sine\n"
+        "        amplitude: 0.2\n"
+        "        frequency_hz: {from: danger, to: [300, 600]}\n"
+        "    output: osc\n"
+    )
+
+    def pitch_hz(*extra: str) -> float:
+        out = tmp_path / "t.wav"
+        result = soundscape(
+            "render", str(scene), "--seconds", "1", "-o", str(out), "-q", *extra
+        )
+        assert result.returncode == 0, result.stderr
+        audio, rate = sf.read(out)
+        tail = audio[rate // 2 :, 0]
+        return float(np.argmax(np.abs(np.fft.rfft(tail)))) * rate / len(tail)
+
+    assert pitch_hz() == pytest.approx(300.0, abs=2.0)
+    assert pitch_hz("--set", "danger=0.5") == pytest.approx(450.0, abs=2.0)
+    for bad, message in [
+        ("danger", "expected INPUT=NUMBER"),
+        ("dangr=1", "no input 'dangr' (did you mean 'danger'?)"),
+        ("danger=2", "input 'danger' is 0..1, not 2"),
+    ]:
+        result = soundscape(
+            "render", str(scene), "--seconds", "1", "-o", "x.wav", "--set", bad
+        )
+        assert result.returncode != 0, result.stderr
+        # The message is the last line (argparse prints its usage above it).
+        assert message in result.stderr.strip().splitlines()[-1], result.stderr
+        assert "Traceback" not in result.stderr

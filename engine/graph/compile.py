@@ -253,7 +253,10 @@ def compile_graph(
                 numbers = [p.coerce(x, where) for x in per_voice]
             except ValueError as exc:
                 raise GraphError(str(exc)) from None
-            tau = p.smoothing_s * sample_rate / _LN_1000
+            smoothing_s = p.smoothing_s
+            if p.name in node.smoothing_ms and not p.choices:
+                smoothing_s = node.smoothing_ms[p.name] / 1000.0
+            tau = smoothing_s * sample_rate / _LN_1000
             lo = 0.0 if p.choices else p.minimum
             hi = float(len(p.choices) - 1) if p.choices else p.maximum
             param_refs[(node.name, p.name)] = ParamRef(

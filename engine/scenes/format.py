@@ -28,16 +28,20 @@ Control thread only.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engine.dsp.nodes import NodeSpec, Param, node_types
 from engine.graph.compile import compile_graph
 from engine.graph.graph import Graph, GraphError, Node, Signal
 from engine.naming import did_you_mean
 from engine.scenes.errors import KeyPath, SceneError
-from engine.scenes.schema import Flag, MapOf, Number, Record, Spec, Text
+from engine.scenes.schema import Flag, ListOf, MapOf, Number, Record, Spec, Text
 from engine.scenes.yaml_source import YamlSource, load_yaml
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -60,7 +64,11 @@ def _param_schema(param: Param) -> dict[str, Any]:
         number["maximum"] = param.maximum
     described = f"{param.doc} ({param.unit})" if param.unit else param.doc
     return {
-        "anyOf": [number, {"type": "array", "items": number, "minItems": 1}],
+        "anyOf": [
+            number,
+            {"type": "array", "items": number, "minItems": 1},
+            MAPPING.json_schema(),
+        ],
         "description": described,
     }
 
@@ -147,6 +155,23 @@ def _find_param(spec: NodeSpec, name: str) -> Param | None:
 
 
 def _check_param(source: YamlSource, path: KeyPath, param: Param, value: Any) -> Any:
+    if isinstance(value, dict):
+        if param.choices:
+            raise source.error(path, "a choice cannot follow an input; name one")
+        mapping = MAPPING.check(source, path, value)
+        ends = (
+            [((*path, "to", i), y) for i, y in enumerate(mapping["to"])]
+            if "to" in mapping
+            else [
+                ((*path, "points", i, 1), y)
+                for i, (_, y) in enumerate(mapping["points"])
+            ]
+        )
+        for where, y in ends:
+            Number(unit=param.unit, minimum=param.minimum, maximum=param.maximum).check(
+                source, where, y
+            )
+        return mapping
     values = value if isinstance(value, list) else [value]
     if isinstance(value, list) and not value:
         raise source.error(path, "expected at least one value")
@@ -195,9 +220,54 @@ def _check_layer(source: YamlSource, path: KeyPath, layer: dict[str, Any]) -> No
 def _check_input(source: YamlSource, path: KeyPath, spec: dict[str, Any]) -> None:
     if not spec["minimum"] < spec["maximum"]:
         raise source.error(path, "minimum must be below maximum")
-    default = spec.get("default", spec["minimum"])
+    default = spec.setdefault("default", spec["minimum"])
     if not spec["minimum"] <= default <= spec["maximum"]:
         raise source.error((*path, "default"), "default is outside minimum..maximum")
+
+
+def mappings(scene: dict[str, Any]):
+    """Every parameter that follows an input: ``(layer, node, param, mapping)``."""
+    for layer_name, layer in scene["layers"].items():
+        for node_name, entry in layer["nodes"].items():
+            for key, value in entry.items():
+                if isinstance(value, dict):
+                    yield layer_name, node_name, key, value
+
+
+def _check_scene(source: YamlSource, path: KeyPath, scene: dict[str, Any]) -> None:
+    _check_layers(source, (*path, "layers"), scene["layers"])
+    inputs = scene["inputs"]
+    for layer_name, node_name, key, mapping in mappings(scene):
+        where = ("layers", layer_name, "nodes", node_name, key)
+        name = mapping["from"]
+        if name not in inputs:
+            known = ", ".join(inputs) or "none declared"
+            raise source.error(
+                (*where, "from"),
+                f"no input {name!r}{did_you_mean(name, inputs)} (inputs: {known})",
+            )
+        lo, hi = inputs[name]["minimum"], inputs[name]["maximum"]
+        for i, (x, _) in enumerate(mapping.get("points", [])):
+            if not lo <= x <= hi:
+                raise source.error(
+                    (*where, "points", i, 0),
+                    f"{x:g} is outside input {name!r} ({lo:g}..{hi:g})",
+                )
+
+
+def map_input(mapping: dict[str, Any], spec: dict[str, Any], x: float) -> float:
+    """The parameter value ``mapping`` gives for input value ``x`` (clamped to
+    the input's range)."""
+    lo, hi = spec["minimum"], spec["maximum"]
+    x = min(max(x, lo), hi)
+    if "to" in mapping:
+        xs, ys = [lo, hi], list(mapping["to"])
+    else:
+        xs = [p[0] for p in mapping["points"]]
+        ys = [p[1] for p in mapping["points"]]
+    if mapping["curve"] == "exp":
+        return float(np.exp(np.interp(x, xs, np.log(ys))))
+    return float(np.interp(x, xs, ys))
 
 
 def _check_layers(source: YamlSource, path: KeyPath, value: Any) -> None:
@@ -209,6 +279,43 @@ def _check_layers(source: YamlSource, path: KeyPath, value: Any) -> None:
                 (*path, name),
                 f"layer names are lower_case words (a-z, 0-9, _), not {name!r}",
             )
+
+
+def _check_mapping(source: YamlSource, path: KeyPath, mapping: dict[str, Any]) -> None:
+    if ("to" in mapping) == ("points" in mapping):
+        raise source.error(path, "a mapping needs either 'to: [low, high]' or 'points'")
+    if "points" in mapping:
+        xs = [x for x, _ in mapping["points"]]
+        if any(b <= a for a, b in itertools.pairwise(xs)):
+            raise source.error((*path, "points"), "points need rising input values")
+    ys = mapping["to"] if "to" in mapping else [y for _, y in mapping["points"]]
+    if mapping["curve"] == "exp" and min(ys) <= 0.0:
+        raise source.error(path, "an exp curve needs every value above 0")
+
+
+MAPPING = Record(
+    "mapping",
+    {
+        "from": Text(doc="the scene input this parameter follows"),
+        "to": ListOf(
+            Number(), min_items=2, max_items=2, doc="[at minimum, at maximum]"
+        ),
+        "points": ListOf(
+            ListOf(Number(), min_items=2, max_items=2),
+            min_items=2,
+            max_items=64,
+            doc="[[input, value], ...]: straight lines between them",
+        ),
+        "curve": Text(
+            choices=("linear", "exp"),
+            default="linear",
+            doc="exp: equal ratios for equal steps (pitch, cutoff, gain)",
+        ),
+    },
+    required=("from",),
+    doc="a parameter that follows a scene input",
+    extra_check=_check_mapping,
+)
 
 
 LAYER = Record(
@@ -279,9 +386,7 @@ SCENE = Record(
     },
     required=("name", "description", "layers"),
     doc="a soundscape scene",
-    extra_check=lambda source, path, scene: _check_layers(
-        source, (*path, "layers"), scene["layers"]
-    ),
+    extra_check=_check_scene,
 )
 
 
@@ -299,8 +404,13 @@ def check_scene(source: YamlSource) -> dict[str, Any]:
     return scene
 
 
-def load_scene_file(path: str | Path) -> tuple[dict[str, Any], Graph]:
-    """Read, check and build a scene file: ``(scene, graph)``, or SceneError."""
+def load_scene_file(
+    path: str | Path, input_values: Mapping[str, float] | None = None
+) -> tuple[dict[str, Any], Graph]:
+    """Read, check and build a scene file: ``(scene, graph)``, or SceneError.
+
+    ``input_values`` start chosen inputs somewhere other than their defaults.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -308,6 +418,22 @@ def load_scene_file(path: str | Path) -> tuple[dict[str, Any], Graph]:
         raise SceneError(f"cannot read: {error}", str(path)) from None
     source = load_yaml(text, str(path))
     scene = check_scene(source)
+    for name, value in (input_values or {}).items():
+        spec = scene["inputs"].get(name)
+        if spec is None:
+            known = ", ".join(scene["inputs"]) or "none"
+            raise SceneError(
+                f"no input {name!r}{did_you_mean(name, scene['inputs'])} "
+                f"(inputs: {known})",
+                str(path),
+            )
+        if not spec["minimum"] <= value <= spec["maximum"]:
+            raise SceneError(
+                f"input {name!r} is {spec['minimum']:g}..{spec['maximum']:g}, "
+                f"not {value:g}",
+                str(path),
+            )
+        spec["default"] = float(value)
     graph = build_graph(source, scene)
     # Compiling finds what only the whole graph shows (too many output channels,
     # a node's initialiser refusing its settings); the engine compiles again.
@@ -361,16 +487,25 @@ def build_graph(source: YamlSource, scene: dict[str, Any]) -> Graph:
             for name in ready:
                 entry = pending.pop(name)
                 spec = _scene_node_types()[entry["type"]]
-                settings = {
-                    key: _signal(nodes, value) if key in spec.inputs else value
-                    for key, value in entry.items()
-                    if key not in ("type", "voices")
-                }
+                settings: dict[str, Any] = {}
+                smoothing_ms: dict[str, float] = {}
+                for key, value in entry.items():
+                    if key in ("type", "voices"):
+                        continue
+                    if key in spec.inputs:
+                        settings[key] = _signal(nodes, value)
+                    elif isinstance(value, dict):  # follows an input
+                        follows = scene["inputs"][value["from"]]
+                        settings[key] = map_input(value, follows, follows["default"])
+                        smoothing_ms[key] = follows["smoothing_ms"]
+                    else:
+                        settings[key] = value
                 try:
                     nodes[name] = graph.node(
                         entry["type"],
                         name=f"{layer_name}.{name}",
                         voices=entry.get("voices"),
+                        smoothing_ms=smoothing_ms,
                         **settings,
                     )
                 except (GraphError, ValueError) as error:

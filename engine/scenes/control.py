@@ -1,0 +1,60 @@
+"""Scene inputs at run time: a value for a named input becomes parameter targets.
+
+    scene, graph = load_scene_file("scenes/rain.yaml")
+    engine.load(graph)
+    inputs = SceneInputs(scene, engine)
+    inputs.set("intensity", 0.8)     # every parameter following it glides there
+
+Each mapped parameter glides with its input's ``smoothing_ms`` (set when the
+graph was built), so a 60 Hz game value and a 1 Hz heart rate both sound smooth.
+A bad value (unknown input, not a number, NaN or inf) raises ``ValueError`` and
+changes nothing: the last good state stays. Values outside an input's range are
+clamped to it; true and false count as 1 and 0.
+
+Control thread only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine.naming import did_you_mean
+from engine.rt.engine import Engine
+from engine.scenes.format import map_input, mappings
+
+
+class SceneInputs:
+    """The current value of each scene input, applied to an engine."""
+
+    def __init__(self, scene: dict[str, Any], engine: Engine) -> None:
+        self.engine = engine
+        self.specs: dict[str, dict[str, Any]] = scene["inputs"]
+        self.values = {name: spec["default"] for name, spec in self.specs.items()}
+        self._followers: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
+            name: [] for name in self.specs
+        }
+        for layer, node, param, mapping in mappings(scene):
+            self._followers[mapping["from"]].append((f"{layer}.{node}", param, mapping))
+
+    def set(self, name: str, value: Any) -> float:
+        """Set input ``name``; returns the value used (clamped to its range)."""
+        spec = self.specs.get(name)
+        if spec is None:
+            known = ", ".join(self.specs) or "none"
+            raise ValueError(
+                f"no input {name!r}{did_you_mean(name, self.specs)} (inputs: {known})"
+            )
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"input {name!r}: expected a number, got {value!r}"
+            ) from None
+        if not math.isfinite(number):
+            raise ValueError(f"input {name!r}: {value!r} is not a finite number")
+        number = min(max(number, spec["minimum"]), spec["maximum"])
+        self.values[name] = number
+        for node, param, mapping in self._followers[name]:
+            self.engine.set(node, param, map_input(mapping, spec, number))
+        return number
