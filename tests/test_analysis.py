@@ -1,13 +1,21 @@
 """True peak by physics: a sine's reconstructed peak is its amplitude wherever its
-samples fall, and the meter matches scipy's independent 4x resampler."""
+samples fall, and the meter matches scipy's independent 4x resampler. Loudness
+by the standard: its own filter coefficients, the EBU Tech 3341 test signals,
+and agreement with pyloudnorm."""
 
 from __future__ import annotations
 
 import numpy as np
+import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from engine.analysis import sample_peak_db, true_peak_dbtp
+from engine.analysis import (
+    integrated_loudness_lufs,
+    k_weighting,
+    sample_peak_db,
+    true_peak_dbtp,
+)
 
 RATE = 48000
 
@@ -53,3 +61,60 @@ def test_silence_and_too_short_input() -> None:
     assert true_peak_dbtp(np.zeros(1000)) == -np.inf
     with pytest.raises(ValueError, match="needs more than"):
         true_peak_dbtp(np.zeros(10))
+
+
+# --- loudness ------------------------------------------------------------------
+
+
+def _sine(level_dbfs: float, seconds: float, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return 10 ** (level_dbfs / 20) * np.sin(2 * np.pi * 997.0 * t)
+
+
+def test_k_weighting_at_48_khz_is_the_standards_own() -> None:
+    b, a = k_weighting(48000)
+    # ITU-R BS.1770-4, tables 1 and 2.
+    np.testing.assert_allclose(
+        b[0], [1.53512485958697, -2.69169618940638, 1.19839281085285], atol=1e-8
+    )
+    np.testing.assert_allclose(
+        a[0], [1.0, -1.69065929318241, 0.73248077421585], atol=1e-8
+    )
+    np.testing.assert_allclose(b[1], [1.0, -2.0, 1.0])
+    np.testing.assert_allclose(
+        a[1], [1.0, -1.99004745483398, 0.99007225036621], atol=1e-8
+    )
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_ebu_tech_3341_sines(rate: int) -> None:
+    # A stereo 1 kHz sine at -23 dBFS reads -23.0 LUFS, at -33 dBFS -33.0.
+    for level in (-23.0, -33.0):
+        tone = _sine(level, 5.0, rate)
+        stereo = np.stack([tone, tone], axis=1)
+        assert integrated_loudness_lufs(stereo, rate) == pytest.approx(level, abs=0.1)
+    # One channel carries half the power: 3 dB less.
+    mono = _sine(-23.0, 5.0, rate)
+    assert integrated_loudness_lufs(mono, rate) == pytest.approx(-26.01, abs=0.1)
+
+
+def test_the_gates_leave_out_quiet_passages() -> None:
+    # EBU Tech 3341 case 3: -36 dBFS for 10 s, -23 for 60 s, -36 for 10 s.
+    quiet, loud = _sine(-36.0, 10.0), _sine(-23.0, 60.0)
+    tone = np.concatenate([quiet, loud, quiet])
+    stereo = np.stack([tone, tone], axis=1)
+    assert integrated_loudness_lufs(stereo, RATE) == pytest.approx(-23.0, abs=0.1)
+    assert integrated_loudness_lufs(np.zeros((RATE, 2)), RATE) == -np.inf
+    faint = _sine(-80.0, 2.0)
+    assert integrated_loudness_lufs(np.stack([faint, faint], 1), RATE) == -np.inf
+    with pytest.raises(ValueError, match="at least 0.4 s"):
+        integrated_loudness_lufs(np.zeros(100), RATE)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_agrees_with_pyloudnorm_on_noise_with_quiet_parts(rate: int) -> None:
+    rng = np.random.default_rng(2)
+    noise = 0.1 * rng.standard_normal((10 * rate, 2))
+    noise[: 3 * rate] *= 0.01
+    reference = pyloudnorm.Meter(rate).integrated_loudness(noise)
+    assert integrated_loudness_lufs(noise, rate) == pytest.approx(reference, abs=0.1)
