@@ -86,7 +86,7 @@ class NodeEntry(Spec):
         type_name = value.get("type")
         if type_name is None:
             raise source.error(path, "a node needs a 'type'")
-        if type_name not in types:
+        if not isinstance(type_name, str) or type_name not in types:
             raise source.error(
                 (*path, "type"),
                 f"unknown node type {type_name!r}{did_you_mean(str(type_name), types)}",

@@ -9,6 +9,8 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.analysis import true_peak_dbtp
 from engine.rt.engine import Engine
@@ -201,3 +203,54 @@ def test_the_json_schema_is_valid_and_refuses_what_the_format_refuses() -> None:
         ("name: t\n", ""),
     ]:
         assert not validator.is_valid(yaml.safe_load(MINIMAL.replace(old, new))), new
+
+
+_FOCUS = (Path(__file__).resolve().parents[2] / "scenes" / "focus.yaml").read_text()
+_ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.lists(st.integers(-5, 5), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["type", "from", "to", "in"]), st.integers(), max_size=2
+    ),
+)
+
+
+def _paths(data, prefix=()):
+    yield prefix
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _paths(value, (*prefix, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _paths(value, (*prefix, i))
+
+
+@settings(max_examples=60, deadline=None)  # 1500 checked once: clean
+@given(data=st.data())
+def test_mutated_scenes_load_or_give_a_scene_error(tmp_path_factory, data) -> None:
+    scene = yaml.safe_load(_FOCUS)
+    paths = [p for p in _paths(scene) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        parent = scene
+        for part in path[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                parent = None  # an earlier mutation replaced this branch
+                break
+        key = path[-1]
+        if isinstance(parent, dict) or (
+            isinstance(parent, list) and isinstance(key, int) and key < len(parent)
+        ):
+            parent[key] = data.draw(_ODD_VALUES)
+    path = tmp_path_factory.mktemp("fuzz") / "scene.yaml"
+    path.write_text(yaml.safe_dump(scene))
+    try:
+        load_scene_file(path)
+    except SceneError as error:
+        assert str(error).startswith(str(path))
