@@ -395,6 +395,16 @@ _SQUARE = int(Op.SQUARE)
 _VOICE_STATE = 1 + BLEP_TAPS
 
 
+@register_jitable(**_HELPER_JIT)
+def _take_final(ring, pos):
+    """The slot BLEP_HALF samples back has received every correction that can
+    reach it: it is final. Return it and clear the slot for reuse."""
+    done = (pos - BLEP_HALF) & _RING_MASK
+    value = ring[done]
+    ring[done] = 0.0
+    return value
+
+
 @njit(**JIT)
 def blep_oscillator(bufs, row, p0, p1, state, sample_rate, n_frames):
     """Band-limited saw, square or triangle bank (the opcode in ``row`` says
@@ -439,6 +449,8 @@ def blep_oscillator(bufs, row, p0, p1, state, sample_rate, n_frames):
             # Settled and unmodulated (the common case): the loop below without
             # its per-sample ramps and fm read, which cost as much again.
             dt = _phase_increment(freq, inv_sr)
+            # The shape dispatch stays written out in both loops: moved into a
+            # helper function it cost twice the time (32 saws: 17 -> 35 ms/s).
             for frame in range(n_frames):
                 if op == _SAW:
                     phase = _saw_step(ring, pos, phase, dt, width)
@@ -446,9 +458,7 @@ def blep_oscillator(bufs, row, p0, p1, state, sample_rate, n_frames):
                     phase = _square_step(ring, pos, phase, dt, width)
                 else:
                     phase = _triangle_step(ring, pos, phase, dt, width)
-                done = (pos - BLEP_HALF) & _RING_MASK
-                out[frame] = amp * ring[done]
-                ring[done] = 0.0
+                out[frame] = amp * _take_final(ring, pos)
                 pos += 1
             state[base] = phase
             continue
@@ -463,11 +473,7 @@ def blep_oscillator(bufs, row, p0, p1, state, sample_rate, n_frames):
                 phase = _square_step(ring, pos, phase, dt, width)
             else:
                 phase = _triangle_step(ring, pos, phase, dt, width)
-            # The slot BLEP_HALF samples back has received every correction
-            # that can reach it: it is final.
-            done = (pos - BLEP_HALF) & _RING_MASK
-            out[frame] = amp * ring[done]
-            ring[done] = 0.0
+            out[frame] = amp * _take_final(ring, pos)
             pos += 1
         state[base] = phase
     state[0] = float((start + n_frames) & _RING_MASK)
