@@ -123,6 +123,7 @@ def time_program(program, seconds: float, repeats: int = 5) -> dict:
 
 def node_scenarios() -> dict[str, object]:
     """One instance of each node type, fed by a white-noise input buffer."""
+    from engine.dsp.layout import INFO_IN_SLOT
     from engine.dsp.nodes import node_types
     from engine.graph import Graph, compile_graph
 
@@ -140,7 +141,7 @@ def node_scenarios() -> dict[str, object]:
         node = g.node(name, name="node", **inputs)
         g.output(node if spec.output_width(voices) <= 2 else g.node("mix", node))
         program = compile_graph(g, sample_rate=RATE, max_block_size=BLOCK)
-        in_slot = int(program.info[3])
+        in_slot = int(program.info[INFO_IN_SLOT])
         if in_slot >= 0:
             program.bufs[in_slot : in_slot + voices, :BLOCK] = (
                 0.25 * rng.standard_normal((voices, BLOCK))
@@ -158,27 +159,18 @@ def cold_and_cached_start() -> dict:
         "e=Engine(); e.load(DEMOS['focus']()); e.render(128);"
         "print(time.perf_counter()-t0)"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as cache:
-        t0 = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", code],
-            env={**env, "NUMBA_CACHE_DIR": cache},
-            check=True,
-            capture_output=True,
-        )
-        cold_s = time.perf_counter() - t0
-        cached = []
-        for _ in range(3):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": cache}
+
+        def run_s() -> float:
             t0 = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-c", code],
-                env={**env, "NUMBA_CACHE_DIR": cache},
-                check=True,
-                capture_output=True,
+                [sys.executable, "-c", code], env=env, check=True, capture_output=True
             )
-            cached.append(time.perf_counter() - t0)
-        cached_s = min(cached)
+            return time.perf_counter() - t0
+
+        cold_s = run_s()
+        cached_s = min(run_s() for _ in range(3))
     return {"cold_compile_s": cold_s, "cached_start_to_first_block_s": cached_s}
 
 

@@ -270,6 +270,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_set_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--set",
+        type=_input_setting,
+        action="append",
+        default=[],
+        metavar="INPUT=VALUE",
+        help="start a scene input at a value (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soundscape", description="Real-time adaptive soundscape engine."
@@ -296,14 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--sample-rate", type=int, default=48000)
     render.add_argument("--block-size", type=_positive_int, default=128)
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    render.add_argument(
-        "--set",
-        type=_input_setting,
-        action="append",
-        default=[],
-        metavar="INPUT=VALUE",
-        help="start a scene input at a value (repeatable)",
-    )
+    _add_set_option(render)
     render.set_defaults(func=cmd_render)
 
     play = sub.add_parser("play", help="play a scene live")
@@ -314,14 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--sample-rate", type=int, default=48000)
     play.add_argument("--seed", type=int, default=0)
     play.add_argument("--stats", default=None, help="write run statistics (JSON)")
-    play.add_argument(
-        "--set",
-        type=_input_setting,
-        action="append",
-        default=[],
-        metavar="INPUT=VALUE",
-        help="start a scene input at a value (repeatable)",
-    )
+    _add_set_option(play)
     play.set_defaults(func=cmd_play)
     return parser
 

@@ -11,7 +11,12 @@ import pytest
 from scipy import signal
 
 from engine.dsp.interpreter import render_program
-from engine.dsp.kernels_filter import LADDER_MAX_FEEDBACK, fast_tan, fast_tanh
+from engine.dsp.kernels_filter import (
+    LADDER_MAX_FEEDBACK,
+    SVF_MODES,
+    fast_tan,
+    fast_tanh,
+)
 from engine.dsp.layout import I_N_STATE, I_OUT, I_STATE, I_VOICES, P_TARGET
 from engine.graph.compile import compile_graph
 from engine.graph.graph import Graph
@@ -204,18 +209,6 @@ def _rbj(mode: str, q: float, gain_db: float):
         "allpass": lambda s: (s * s - s / q + 1) / (s * s + s / q + 1),
     }
     return shapes[mode]
-
-
-SVF_MODES = (
-    "lowpass",
-    "highpass",
-    "bandpass",
-    "notch",
-    "peak",
-    "lowshelf",
-    "highshelf",
-    "allpass",
-)
 
 
 @pytest.mark.parametrize("fs", SAMPLE_RATES)
