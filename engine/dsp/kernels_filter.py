@@ -305,9 +305,10 @@ def _svf_step(x, ic1, ic2, a1, a2, a3, m0, m1, m2):
 
 
 @njit(**JIT)
-def _svf_fast4(bufs, row, state, n_frames, first):
-    """Voices ``first .. first+3`` with steady coefficients, states in registers
-    (past the end of the bank the last voice fills the spare lanes)."""
+def _four_lanes(bufs, row, first, width):
+    """Inputs, outputs and state offsets of voices ``first .. first+3`` for a
+    four-voice pass (past the end of the bank the last voice fills the spare
+    lanes; ``width`` is the state per voice)."""
     last = row[I_VOICES] - 1
     va, vb, vc, vd = (
         first,
@@ -317,11 +318,29 @@ def _svf_fast4(bufs, row, state, n_frames, first):
     )
     in_slot, in_stride = row[I_IN], row[I_IN + 1]
     out = row[I_OUT]
-    xa, xb = bufs[in_slot + va * in_stride], bufs[in_slot + vb * in_stride]
-    xc, xd = bufs[in_slot + vc * in_stride], bufs[in_slot + vd * in_stride]
-    oa, ob, oc, od = bufs[out + va], bufs[out + vb], bufs[out + vc], bufs[out + vd]
-    w = _SVF_WIDTH
-    a, b, c, d = w * va, w * vb, w * vc, w * vd
+    return (
+        bufs[in_slot + va * in_stride],
+        bufs[in_slot + vb * in_stride],
+        bufs[in_slot + vc * in_stride],
+        bufs[in_slot + vd * in_stride],
+        bufs[out + va],
+        bufs[out + vb],
+        bufs[out + vc],
+        bufs[out + vd],
+        width * va,
+        width * vb,
+        width * vc,
+        width * vd,
+    )
+
+
+@njit(**JIT)
+def _svf_fast4(bufs, row, state, n_frames, first):
+    """Voices ``first .. first+3`` with steady coefficients, states in registers
+    (past the end of the bank the last voice fills the spare lanes)."""
+    xa, xb, xc, xd, oa, ob, oc, od, a, b, c, d = _four_lanes(
+        bufs, row, first, _SVF_WIDTH
+    )
     ia, ja, a1a, a2a = state[a], state[a + 1], state[a + 2], state[a + 3]
     a3a, m0a, m1a, m2a = state[a + 4], state[a + 5], state[a + 6], state[a + 7]
     ib, jb, a1b, a2b = state[b], state[b + 1], state[b + 2], state[b + 3]
@@ -471,20 +490,9 @@ def _ladder_step(x, s1, s2, s3, s4, big_g, c1, c2, c3, c4, a, b):
 def _ladder_fast4(bufs, row, state, n_frames, first):
     """Voices ``first .. first+3`` with steady coefficients, states in registers
     (past the end of the bank the last voice fills the spare lanes)."""
-    last = row[I_VOICES] - 1
-    va, vb, vc, vd = (
-        first,
-        min(first + 1, last),
-        min(first + 2, last),
-        min(first + 3, last),
+    xa, xb, xc, xd, oa, ob, oc, od, a, b, c, d = _four_lanes(
+        bufs, row, first, _LADDER_WIDTH
     )
-    in_slot, in_stride = row[I_IN], row[I_IN + 1]
-    out = row[I_OUT]
-    xa, xb = bufs[in_slot + va * in_stride], bufs[in_slot + vb * in_stride]
-    xc, xd = bufs[in_slot + vc * in_stride], bufs[in_slot + vd * in_stride]
-    oa, ob, oc, od = bufs[out + va], bufs[out + vb], bufs[out + vc], bufs[out + vd]
-    w = _LADDER_WIDTH
-    a, b, c, d = w * va, w * vb, w * vc, w * vd
     a1, a2, a3, a4 = state[a], state[a + 1], state[a + 2], state[a + 3]
     ga, e1a, e2a, e3a = state[a + 4], state[a + 5], state[a + 6], state[a + 7]
     e4a, ia, ja = state[a + 8], state[a + 9], state[a + 10]
