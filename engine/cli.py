@@ -7,6 +7,8 @@
                       [--block-size B] [--set INPUT=VALUE ...]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
                     [--stats FILE] [--set INPUT=VALUE ...]
+    soundscape config show [--config PATH] [daemon flags...]
+    soundscape service install|uninstall [--config PATH]
 
 SCENE is a scene file (``path/to/scene.yaml``), the name of one in ``scenes/``,
 or a built-in demo graph. Errors are one line on stderr and a non-zero exit,
@@ -263,6 +265,27 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from engine.daemon.config import load_config, overrides_from_args
+
+    print(load_config(args.config, overrides_from_args(args)).format())
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from engine.daemon import systemd_unit
+    from engine.daemon.config import load_config
+
+    if args.action == "install":
+        # The config is checked now, not at the first start under systemd.
+        config = load_config(args.config)
+        result = systemd_unit.install(args.config, fade_out_s=config.fade_out_s)
+    else:
+        result = systemd_unit.uninstall()
+    print(result.text())
+    return 0 if result.ok else 1
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -320,6 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--stats", default=None, help="write run statistics (JSON)")
     _add_set_option(play)
     play.set_defaults(func=cmd_play)
+
+    from engine.daemon.config import add_config_arguments
+
+    config = sub.add_parser("config", help="the daemon's configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser(
+        "show", help="print the effective config and where each value came from"
+    )
+    add_config_arguments(show)
+    show.set_defaults(func=cmd_config_show)
+
+    service = sub.add_parser("service", help="the systemd user service")
+    service.add_argument("action", choices=("install", "uninstall"))
+    service.add_argument("--config", default=None, metavar="PATH")
+    service.set_defaults(func=cmd_service)
     return parser
 
 

@@ -441,3 +441,42 @@ def load_config(
                 f"last played ({last_scene_path(config.state_dir)})"
             )
     return config
+
+
+def add_config_arguments(parser: Any) -> None:
+    """Add ``--config`` and one flag per setting to an argparse parser; read
+    them back with :func:`overrides_from_args`."""
+    import argparse
+
+    parser.add_argument("--config", default=None, metavar="PATH", help="config file")
+    for setting in SETTINGS:
+        dest = f"config_{setting.name}"
+        if setting.name == "osc_enabled":
+            parser.add_argument(
+                "--osc",
+                dest=dest,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help="listen for OSC control (or not)",
+            )
+        elif setting.name == "scene_dirs":
+            parser.add_argument(
+                setting.flag,
+                dest=dest,
+                action="append",
+                default=None,
+                metavar="DIR",
+                help="a directory of scenes (repeatable)",
+            )
+        else:
+            parser.add_argument(
+                setting.flag, dest=dest, default=None, help=f"sets {setting.key}"
+            )
+
+
+def overrides_from_args(args: Any) -> dict[str, Any]:
+    """The flag values :func:`add_config_arguments` parsed, by setting name."""
+    return {
+        setting.name: getattr(args, f"config_{setting.name}", None)
+        for setting in SETTINGS
+    }

@@ -62,10 +62,7 @@ class LivePlayer:
             block_size,
             self.capture,
         )
-        for base, program in ((T_SLOT0, engine.slots[0]), (T_SLOT1, engine.slots[1])):
-            self.table.set_program(base, program)
-        self.table.set_program(T_MASTER, engine.master)
-        engine.on_slot_change = self._slot_changed
+        self._sync_programs()
         from engine.rt.audio_io import open_cfunc_output_stream
 
         self.stream = open_cfunc_output_stream(
@@ -87,6 +84,12 @@ class LivePlayer:
     def _slot_changed(self, slot: int, program: Program) -> None:
         self.table.set_program(T_SLOT0 if slot == 0 else T_SLOT1, program)
 
+    def _sync_programs(self) -> None:
+        engine = self.engine
+        for base, program in ((T_SLOT0, engine.slots[0]), (T_SLOT1, engine.slots[1])):
+            self.table.set_program(base, program)
+        self.table.set_program(T_MASTER, engine.master)
+
     def _pump(self) -> None:
         horizon = round(PUMP_HORIZON_S * self.engine.sample_rate)
         while not self._stop.wait(PUMP_INTERVAL_S):
@@ -99,9 +102,32 @@ class LivePlayer:
     def start(self) -> None:
         """Start the stream and the event pump."""
         self.engine.pump(round(PUMP_HORIZON_S * self.engine.sample_rate))
+        self.start_stream()
+        self.start_events()
+
+    def start_stream(self) -> None:
+        """Take over the engine's scene switches and start the stream (PortAudio
+        may block here when the device is failing). Touches no event state, so
+        a supervisor can run it on a thread it may abandon."""
+        # Take the switches first, then copy the slots: a load in between is
+        # either seen by the copy or sent to this table, never lost. A player
+        # made earlier (an engine resumed on a new stream) stops hearing them.
+        self.engine.on_slot_change = self._slot_changed
+        self._sync_programs()
         self.started_at = time.monotonic()
         self.stream.start()
+
+    def start_events(self) -> None:
+        """Start the event pump (the ring's one producer), after the stream."""
+        self.engine.pump(round(PUMP_HORIZON_S * self.engine.sample_rate))
         self._pump_thread.start()
+
+    def stop_events(self, timeout_s: float = 1.0) -> None:
+        """Stop the event pump only (pure Python, never blocks on PortAudio),
+        so that another player may pump the same engine."""
+        self._stop.set()
+        if self._pump_thread.is_alive():
+            self._pump_thread.join(timeout=timeout_s)
 
     def stop(self) -> None:
         """Stop the stream (waits for the last callback) and the pump."""
