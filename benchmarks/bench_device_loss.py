@@ -147,9 +147,9 @@ def main() -> int:
     )
     summary = {
         "cycles": len(rows),
-        "detect_ms_median": statistics.median(detects) if detects else None,
+        "detect_ms_median": round(statistics.median(detects), 1) if detects else None,
         "detect_ms_max": max(detects) if detects else None,
-        "recover_s_median": statistics.median(recovers) if recovers else None,
+        "recover_s_median": round(statistics.median(recovers), 3) if recovers else None,
         "recover_s_max": max(recovers) if recovers else None,
         "all_within_targets": ok,
         "stopped_cleanly": result["stopped_cleanly"],
