@@ -34,6 +34,8 @@ from engine.dsp.layout import (
     P_GOOD,
     P_MAX,
     P_MIN,
+    P_SLEW,
+    P_SLEW_BASE,
     P_START,
     P_TARGET,
     P_TAU,
@@ -75,10 +77,14 @@ def advance_params(params, n_params, n_frames):
     """Move every parameter one segment towards its target.
 
     A target that is not finite is refused (the last good one stays) and counted;
-    a finite one is clamped to the parameter's range. The smoothed value at the
-    segment end is exactly what a per-sample one-pole would reach, whatever the
-    segment length, so smoothing does not depend on the block size. Kernels ramp
-    linearly from ``P_START`` to ``P_CURRENT`` inside the segment.
+    a finite one is clamped to the parameter's range. A parameter with a slew
+    (``P_SLEW`` > 0: a timed ramp or a slew-rate contract) moves in a straight
+    line at that rate and lands exactly; when it lands, the slew goes back to
+    the parameter's own contract (``P_SLEW_BASE``). Otherwise it follows a
+    one-pole: the value at the segment end is what a per-sample one-pole would
+    reach, whatever the segment length, so smoothing does not depend on the
+    block size. Kernels ramp linearly from ``P_START`` to ``P_CURRENT`` inside
+    the segment.
 
     Returns the number of targets refused.
     """
@@ -96,14 +102,25 @@ def advance_params(params, n_params, n_frames):
         current = params[P_CURRENT, k]
         params[P_START, k] = current
         if current != target:
-            tau = params[P_TAU, k]
-            if tau <= 0.0:
-                current = target
-            else:
-                current = target + (current - target) * math.exp(-n_frames / tau)
-                # Land exactly instead of creeping through subnormals.
-                if abs(current - target) <= 1e-12 * (1.0 + abs(target)):
+            slew = params[P_SLEW, k]
+            if slew > 0.0:
+                step = slew * n_frames
+                if abs(target - current) <= step:
                     current = target
+                    params[P_SLEW, k] = params[P_SLEW_BASE, k]
+                elif target > current:
+                    current += step
+                else:
+                    current -= step
+            else:
+                tau = params[P_TAU, k]
+                if tau <= 0.0:
+                    current = target
+                else:
+                    current = target + (current - target) * math.exp(-n_frames / tau)
+                    # Land exactly instead of creeping through subnormals.
+                    if abs(current - target) <= 1e-12 * (1.0 + abs(target)):
+                        current = target
             params[P_CURRENT, k] = current
     return refused
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from engine.rt.core import (
     new_ctl,
     render_block,
 )
-from engine.rt.ring import EV_SET, EV_SET_NOW, EV_TRIGGER, EventRing
+from engine.rt.ring import ASAP, EV_RAMP, EV_SET, EV_SET_NOW, EV_TRIGGER, EventRing
 
 SUPPORTED_SAMPLE_RATES = (44100, 48000)
 MIN_BLOCK_SIZE = 32
@@ -123,6 +125,9 @@ class Engine:
         self._retired: list[tuple[int, Program]] = []
         self._scheduled: list[_Scheduled] = []
         self._order = itertools.count()
+        # Several control threads schedule (OSC, the model loop, the player);
+        # one pump moves events into the single-producer ring.
+        self._schedule_lock = threading.Lock()
         # Called with (slot, program) after a slot's arrays change, before the
         # switch is published: the live callback's pointer table listens here.
         self.on_slot_change: Callable[[int, Program], None] | None = None
@@ -223,46 +228,79 @@ class Engine:
 
     def schedule(
         self,
-        frame: int,
+        frame: int | None,
         node: str,
         param: str,
         value: float = 0.0,
         kind: int = EV_SET,
     ) -> None:
         """Apply an event at an exact engine frame (kinds: EV_SET, EV_SET_NOW,
-        EV_TRIGGER). Events reach the audio thread through :meth:`pump`."""
-        if kind not in (EV_SET, EV_SET_NOW, EV_TRIGGER):
+        EV_TRIGGER, EV_RAMP), or at the start of the next block when ``frame``
+        is None. Events reach the audio thread through :meth:`pump`."""
+        if kind not in (EV_SET, EV_SET_NOW, EV_TRIGGER, EV_RAMP):
             raise EngineError(f"unknown event kind {kind}")
         program, column, voices = self._target(node, param)
         value = float(value)
         if not np.isfinite(value):
             raise EngineError(f"{node}.{param}: {value!r} is not finite")
-        for voice in range(voices):
-            heapq.heappush(
-                self._scheduled,
-                _Scheduled(
-                    int(frame),
-                    next(self._order),
-                    kind,
-                    program.generation,
-                    column + voice,
-                    value,
-                ),
-            )
+        when = ASAP if frame is None else int(frame)
+        with self._schedule_lock:
+            for voice in range(voices):
+                heapq.heappush(
+                    self._scheduled,
+                    _Scheduled(
+                        when,
+                        next(self._order),
+                        kind,
+                        program.generation,
+                        column + voice,
+                        value,
+                    ),
+                )
+
+    def ramp(
+        self,
+        node: str,
+        param: str,
+        value: float,
+        seconds: float,
+        frame: int | None = None,
+    ) -> None:
+        """Glide a parameter in a straight line to ``value`` over ``seconds``,
+        starting at ``frame`` (None: the next block). 0 seconds jumps.
+
+        >>> engine.ramp("master.volume", "gain_db", -12.0, 2.0)  # doctest: +SKIP
+        """
+        seconds = float(seconds)
+        if not 0.0 <= seconds < math.inf:
+            raise EngineError(f"{node}.{param}: ramp time {seconds!r} must be >= 0 s")
+        n_frames = round(seconds * self.sample_rate)
+        if n_frames < 1:
+            self.schedule(frame, node, param, value, EV_SET_NOW)
+            return
+        # The ramp reads the target the set wrote: same frame, set first (the
+        # heap keeps insertion order within a frame).
+        self.schedule(frame, node, param, value, EV_SET)
+        self.schedule(frame, node, param, float(n_frames), EV_RAMP)
 
     def pump(self, horizon_frames: int) -> int:
         """Move scheduled events due before ``frame + horizon_frames`` into the
         ring, in time order. Returns how many moved."""
         limit = self.frame + horizon_frames
         moved = 0
-        while self._scheduled and self._scheduled[0].frame < limit:
-            if self.ring.pending >= self.ring.capacity:
-                break
-            event = heapq.heappop(self._scheduled)
-            self.ring.push(
-                event.frame, event.kind, event.generation, event.index, event.value
-            )
-            moved += 1
+        with self._schedule_lock:
+            while self._scheduled and self._scheduled[0].frame < limit:
+                if self.ring.pending >= self.ring.capacity:
+                    break
+                event = heapq.heappop(self._scheduled)
+                self.ring.push(
+                    event.frame,
+                    event.kind,
+                    event.generation,
+                    event.index,
+                    event.value,
+                )
+                moved += 1
         return moved
 
     # Offline -------------------------------------------------------------------
