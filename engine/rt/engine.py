@@ -87,6 +87,7 @@ class _Scheduled:
     generation: int = field(compare=False)
     index: int = field(compare=False)
     value: float = field(compare=False)
+    tag: str | None = field(compare=False, default=None)
 
 
 class Engine:
@@ -118,8 +119,8 @@ class Engine:
         self.seed = int(seed)
         self.ctl = new_ctl()
         self.ring = EventRing()
-        self.slots: list[Program] = [self._compile(silent_graph()) for _ in range(2)]
-        self.master = self._compile(master_graph(ceiling_dbtp, volume_db))
+        self.slots: list[Program] = [self.compile(silent_graph()) for _ in range(2)]
+        self.master = self.compile(master_graph(ceiling_dbtp, volume_db))
         self.current: Program | None = None
         self.loads = 0
         self._retired: list[tuple[int, Program]] = []
@@ -134,7 +135,9 @@ class Engine:
 
     # Programs -----------------------------------------------------------------
 
-    def _compile(self, graph: Graph) -> Program:
+    def compile(self, graph: Graph) -> Program:
+        """Compile a graph for this engine (rate, block size, seed) without
+        loading it: to adjust it first, or to load it later."""
         return compile_graph(
             graph,
             sample_rate=self.sample_rate,
@@ -170,7 +173,7 @@ class Engine:
         The first load fades in from silence. If a previous switch is still
         fading, this waits for it up to ``wait_s`` (live), then raises.
         """
-        program = graph if isinstance(graph, Program) else self._compile(graph)
+        program = graph if isinstance(graph, Program) else self.compile(graph)
         if program.sample_rate != self.sample_rate:
             raise EngineError(
                 f"program is for {program.sample_rate} Hz, engine runs "
@@ -233,19 +236,26 @@ class Engine:
         param: str,
         value: float = 0.0,
         kind: int = EV_SET,
+        voice: int | None = None,
+        tag: str | None = None,
     ) -> None:
         """Apply an event at an exact engine frame (kinds: EV_SET, EV_SET_NOW,
         EV_TRIGGER, EV_RAMP), or at the start of the next block when ``frame``
-        is None. Events reach the audio thread through :meth:`pump`."""
+        is None; to every voice of the parameter, or to one. A ``tag`` lets
+        :meth:`cancel` withdraw the event while it is still waiting. Events
+        reach the audio thread through :meth:`pump`."""
         if kind not in (EV_SET, EV_SET_NOW, EV_TRIGGER, EV_RAMP):
             raise EngineError(f"unknown event kind {kind}")
         program, column, voices = self._target(node, param)
         value = float(value)
         if not np.isfinite(value):
             raise EngineError(f"{node}.{param}: {value!r} is not finite")
+        if voice is not None and not 0 <= voice < voices:
+            raise EngineError(f"{node}.{param}: no voice {voice} (has {voices})")
         when = ASAP if frame is None else int(frame)
+        chosen = range(voices) if voice is None else (voice,)
         with self._schedule_lock:
-            for voice in range(voices):
+            for v in chosen:
                 heapq.heappush(
                     self._scheduled,
                     _Scheduled(
@@ -253,10 +263,21 @@ class Engine:
                         next(self._order),
                         kind,
                         program.generation,
-                        column + voice,
+                        column + v,
                         value,
+                        tag,
                     ),
                 )
+
+    def cancel(self, tag: str) -> int:
+        """Withdraw scheduled events with ``tag`` that have not reached the
+        audio thread yet; returns how many."""
+        with self._schedule_lock:
+            kept = [e for e in self._scheduled if e.tag != tag]
+            withdrawn = len(self._scheduled) - len(kept)
+            heapq.heapify(kept)
+            self._scheduled = kept
+        return withdrawn
 
     def ramp(
         self,
@@ -265,6 +286,7 @@ class Engine:
         value: float,
         seconds: float,
         frame: int | None = None,
+        tag: str | None = None,
     ) -> None:
         """Glide a parameter in a straight line to ``value`` over ``seconds``,
         starting at ``frame`` (None: the next block). 0 seconds jumps.
@@ -276,12 +298,12 @@ class Engine:
             raise EngineError(f"{node}.{param}: ramp time {seconds!r} must be >= 0 s")
         n_frames = round(seconds * self.sample_rate)
         if n_frames < 1:
-            self.schedule(frame, node, param, value, EV_SET_NOW)
+            self.schedule(frame, node, param, value, EV_SET_NOW, tag=tag)
             return
         # The ramp reads the target the set wrote: same frame, set first (the
         # heap keeps insertion order within a frame).
-        self.schedule(frame, node, param, value, EV_SET)
-        self.schedule(frame, node, param, float(n_frames), EV_RAMP)
+        self.schedule(frame, node, param, value, EV_SET, tag=tag)
+        self.schedule(frame, node, param, float(n_frames), EV_RAMP, tag=tag)
 
     def pump(self, horizon_frames: int) -> int:
         """Move scheduled events due before ``frame + horizon_frames`` into the
