@@ -248,10 +248,15 @@ async def stream_heart_rate(
 
     delay_s = reconnect_delay_s
     while not stop.is_set():
-        device = await _find_device(bleak, target, scan_timeout_s)
-        if device is None:
-            on_status(f"{target}: no heart-rate device found in {scan_timeout_s:g} s")
-        else:
+        device = None
+        try:
+            device = await _find_device(bleak, target, scan_timeout_s)
+            if device is None:
+                on_status(f"{target}: no device found in {scan_timeout_s:g} s")
+        except (bleak.exc.BleakError, OSError, asyncio.TimeoutError) as error:
+            # No adapter or no BlueZ yet: it may come back (USB dongle, resume).
+            on_status(f"{target}: cannot scan: {error!r}")
+        if device is not None:
             lost = asyncio.Event()
             try:
                 async with bleak.BleakClient(

@@ -128,14 +128,21 @@ class _BleakError(Exception):
     pass
 
 
-def fake_bleak(script: list[list[bytes]]) -> types.SimpleNamespace:
-    """Connection i sends the packets of script[i]; all but the last then drop."""
+def fake_bleak(
+    script: list[list[bytes]], scan_failures: int = 0
+) -> types.SimpleNamespace:
+    """Connection i sends the packets of script[i]; all but the last then drop.
+    The first ``scan_failures`` scans fail as they do with no adapter."""
     device = types.SimpleNamespace(address="AA:BB:CC:DD:EE:FF", name="Strap 1")
     connections: list[int] = []
+    failures = [scan_failures]
 
     class Scanner:
         @staticmethod
         async def find_device_by_filter(match: Any, timeout: float) -> Any:
+            if failures[0]:
+                failures[0] -= 1
+                raise FileNotFoundError(2, "No such file or directory")
             return device if match(device, types.SimpleNamespace()) else None
 
     class Client:
@@ -220,3 +227,33 @@ def test_stream_reconnects_after_a_lost_link():
     skipped = [m for m in status if "skipped a packet" in m]
     assert len(skipped) == 1 and "byte 1" in skipped[0]
     assert any("reconnecting" in m for m in status)
+
+
+def test_stream_survives_scans_that_fail():
+    backend = fake_bleak([[bytes([0x06, 70])]], scan_failures=2)
+    samples: list[HeartSample] = []
+    status: list[str] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        def on_sample(sample: HeartSample) -> None:
+            samples.append(sample)
+            if sample.bpm == 70:
+                stop.set()
+
+        await asyncio.wait_for(
+            stream_heart_rate(
+                "AA:BB:CC:DD:EE:FF",
+                on_sample,
+                stop,
+                on_status=status.append,
+                reconnect_delay_s=0.001,
+                backend=backend,  # type: ignore[arg-type]
+            ),
+            timeout=10,
+        )
+
+    asyncio.run(main())
+    assert sum("cannot scan" in m for m in status) == 2
+    assert [s.bpm for s in samples if s.bpm] == [70.0]
