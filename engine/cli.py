@@ -7,6 +7,9 @@
                       [--block-size B] [--set INPUT=VALUE ...]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
                     [--stats FILE] [--set INPUT=VALUE ...]
+    soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
+                      [--prefix /soundscape] [--seconds N] [--speed X]
+                      [--seed S] [--dropouts] [--ectopic-per-min R]
 
 SCENE is a scene file (``path/to/scene.yaml``), the name of one in ``scenes/``,
 or a built-in demo graph. Errors are one line on stderr and a non-zero exit,
@@ -263,6 +266,55 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hr_sim(args: argparse.Namespace) -> int:
+    from engine.sensors.bridges import check_prefix, get_bridge
+    from engine.sensors.hr_sim import beats, get_profile, send_beats
+
+    get_profile(args.profile)
+    get_bridge(args.format)
+    if args.prefix is not None:
+        check_prefix(args.prefix)
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port must be 1..65535, not {args.port}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise CliError(f"--seconds must be positive, not {args.seconds}")
+    stream = beats(
+        args.profile,
+        args.seed,
+        dropouts=args.dropouts,
+        ectopic_per_min=args.ectopic_per_min,
+    )
+    seconds = math.inf if args.seconds is None else args.seconds
+    counted = {"beats": 0}
+
+    def until_end():
+        for beat in stream:
+            if beat.time_s > seconds:
+                return
+            counted["beats"] += 1
+            yield beat
+
+    print(
+        f"hr-sim: {args.profile} as {args.format} to {args.host}:{args.port}, "
+        f"{args.speed:g}x real time (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    sent = 0
+    try:
+        sent = send_beats(
+            until_end(),
+            args.format,
+            args.host,
+            args.port,
+            prefix=args.prefix,
+            speed=args.speed,
+        )
+    except KeyboardInterrupt:
+        pass
+    print(f"sent {counted['beats']} beats in {sent} OSC packets")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -320,6 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--stats", default=None, help="write run statistics (JSON)")
     _add_set_option(play)
     play.set_defaults(func=cmd_play)
+
+    hr_sim = sub.add_parser(
+        "hr-sim", help="send a simulated heart rate over OSC (bridge formats)"
+    )
+    hr_sim.add_argument("--profile", default="rest", help="rest, stress, ...")
+    hr_sim.add_argument("--format", default="generic", help="generic, vrcosc, ...")
+    hr_sim.add_argument("--host", default="127.0.0.1")
+    hr_sim.add_argument("--port", type=int, default=9000)
+    hr_sim.add_argument("--prefix", default=None, help="address prefix")
+    hr_sim.add_argument("--seconds", type=float, default=None, help="default: run")
+    hr_sim.add_argument("--speed", type=float, default=1.0, help="x real time")
+    hr_sim.add_argument("--seed", type=int, default=0)
+    hr_sim.add_argument("--dropouts", action="store_true", help="lose the strap")
+    hr_sim.add_argument("--ectopic-per-min", type=float, default=0.0)
+    hr_sim.set_defaults(func=cmd_hr_sim)
     return parser
 
 
