@@ -4,15 +4,17 @@
     soundscape scenes
     soundscape validate FILE...
     soundscape render SCENE --seconds N -o FILE [--seed S] [--sample-rate R]
-                      [--block-size B] [--set INPUT=VALUE ...]
+                      [--block-size B] [--set INPUT=VALUE ...] [--state S]
+                      [--script FILE]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
-                    [--stats FILE] [--set INPUT=VALUE ...]
+                    [--stats FILE] [--set INPUT=VALUE ...] [--state S]
     soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
                       [--prefix /soundscape] [--seconds N] [--speed X]
                       [--seed S] [--dropouts] [--ectopic-per-min R]
 
 SCENE is a scene file (``path/to/scene.yaml``), the name of one in ``scenes/``,
-or a built-in demo graph. Errors are one line on stderr and a non-zero exit,
+or a built-in demo graph. While ``play`` runs, saving the scene file crossfades
+the edit in (a broken edit is reported and the old version plays on). Errors are one line on stderr and a non-zero exit,
 never a traceback.
 
 Audio thread: no.
@@ -27,47 +29,52 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.demos import DEMOS
-from engine.graph.graph import Graph
 from engine.naming import did_you_mean
+from engine.scenes.library import find_scene, scene_files
 
-# The scenes shipped with the engine (beside the package in a checkout).
-SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
+if TYPE_CHECKING:
+    from engine.rt.engine import Engine
+    from engine.scenes.player import ScenePlayer
+
 WARMUP_S = 0.5
 END_FADE_S = 0.3
+# Quantized changes are placed at least this far ahead of the audio clock live.
+LOOKAHEAD_S = 0.05
 
 
 class CliError(Exception):
     """An error to print as one line before exiting with status 1."""
 
 
-def scene_files() -> dict[str, Path]:
-    """The shipped scene files, by name."""
-    return {p.stem: p for p in sorted(SCENES_DIR.glob("*.yaml"))}
+def start_scene(
+    engine: Engine,
+    name: str,
+    input_values: dict[str, float] | None = None,
+    state: str | None = None,
+    lookahead_s: float = 0.0,
+) -> ScenePlayer | None:
+    """Load a scene onto ``engine``: a file path or a shipped scene's name (with
+    a :class:`ScenePlayer`, returned), or a built-in demo graph (None)."""
+    from engine.scenes.player import ScenePlayer
 
-
-def load_scene(name: str, input_values: dict[str, float] | None = None) -> Graph:
-    """The graph of a scene: a file path, a shipped scene's name, or a demo;
-    ``input_values`` start the scene's inputs there (``--set``)."""
-    from engine.scenes.format import load_scene_file
-
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return load_scene_file(path, input_values)[1]
-    files = scene_files()
-    if name in files:
-        return load_scene_file(files[name], input_values)[1]
+    if find_scene(name) is not None:
+        player = ScenePlayer(engine, lookahead_s=lookahead_s)
+        player.load(name, input_values=input_values, state=state)
+        return player
     builder = DEMOS.get(name)
     if builder is None:
-        known = sorted({*files, *DEMOS})
+        known = sorted({*scene_files(), *DEMOS})
         raise CliError(
             f"unknown scene {name!r}{did_you_mean(name, known)}; "
             f"available: {', '.join(known)}"
         )
-    if input_values:
-        raise CliError(f"{name} is a built-in demo: it has no inputs to --set")
-    return builder()
+    if input_values or state:
+        raise CliError(f"{name} is a built-in demo: it has no inputs or states")
+    engine.load(builder())
+    return None
 
 
 def _input_setting(text: str) -> tuple[str, float]:
@@ -161,8 +168,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     if path.suffix.lower() not in (".wav", ".flac"):
         raise CliError(f"{path}: output must end in .wav or .flac")
     check_audio_settings(args.sample_rate, args.block_size)
-    graph = load_scene(args.scene, dict(args.set))
+    actions = []
+    if args.script:
+        from engine.scenes.script import load_script
+
+        actions = load_script(args.script)
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
+    player = start_scene(engine, args.scene, dict(args.set), args.state)
+    if actions and player is None:
+        raise CliError(f"{args.scene} is a built-in demo: a script needs a scene")
     # FLAC holds integers only; WAV keeps the engine's float output exactly.
     subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
     try:
@@ -175,21 +189,31 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     except (OSError, RuntimeError, sf.LibsndfileError) as exc:
         raise CliError(f"cannot write {path}: {exc}") from None
-    engine.load(graph)
     total = round(args.seconds * args.sample_rate)
     chunk = args.sample_rate  # one second at a time keeps memory flat
     started = time.monotonic()
     peak = 0.0
-    with out_file:
-        done = 0
-        while done < total:
-            n = min(chunk, total - done)
+    done = 0
+
+    def render(n_frames: int) -> None:
+        nonlocal peak, done
+        while n_frames > 0:
+            n = min(chunk, n_frames)
             audio = engine.render(n, block_size=args.block_size)
-            peak = max(peak, float(np.max(np.abs(audio))) if n else 0.0)
+            peak = max(peak, float(np.max(np.abs(audio))))
             out_file.write(audio)
             done += n
+            n_frames -= n
             if not args.quiet:
                 _progress(done, total, started)
+
+    with out_file:
+        if player is not None:
+            from engine.scenes.script import run_script
+
+            run_script(player, actions, total, render)
+        else:
+            render(total)
     if not args.quiet:
         sys.stderr.write("\n")
     elapsed = time.monotonic() - started
@@ -208,9 +232,12 @@ def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.live import LivePlayer
     from engine.rt.stats import host_steal_ms
 
-    graph = load_scene(args.scene, dict(args.set))
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
-    engine.load(graph)
+    player = start_scene(
+        engine, args.scene, dict(args.set), args.state, lookahead_s=LOOKAHEAD_S
+    )
+    if player is not None:
+        player.watch()  # saving the scene file crossfades the edit in
     refresh_devices()
     try:
         player = LivePlayer(engine, device=args.device, block_size=args.block_size)
@@ -331,6 +358,7 @@ def _add_set_option(command: argparse.ArgumentParser) -> None:
         metavar="INPUT=VALUE",
         help="start a scene input at a value (repeatable)",
     )
+    command.add_argument("--state", help="start the scene in this state")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--block-size", type=_positive_int, default=128)
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_set_option(render)
+    render.add_argument(
+        "--script", help="a YAML list of timed actions (engine/scenes/script.py)"
+    )
     render.set_defaults(func=cmd_render)
 
     play = sub.add_parser("play", help="play a scene live")
