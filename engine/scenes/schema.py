@@ -167,10 +167,12 @@ class ListOf(Spec):
         if not isinstance(value, list):
             raise source.error(path, f"expected a list, got {_describe(value)}")
         if not self.min_items <= len(value) <= self.max_items:
-            raise source.error(
-                path,
-                f"expected {self.min_items}..{self.max_items} items, got {len(value)}",
+            wanted = (
+                f"{self.min_items}"
+                if self.min_items == self.max_items
+                else f"{self.min_items}..{self.max_items}"
             )
+            raise source.error(path, f"expected {wanted} items, got {len(value)}")
         return [self.item.check(source, (*path, i), v) for i, v in enumerate(value)]
 
     def json_schema(self) -> dict[str, Any]:
