@@ -1,5 +1,5 @@
-"""OSC 1.0/1.1 on the wire: a strict, bounded parser, encoders, NTP timetags and
-SLIP framing for OSC over TCP.
+"""OSC 1.0/1.1 on the wire: a strict, bounded parser, encoders, NTP timetags, and
+the two framings of OSC over TCP (SLIP for OSC 1.1, size prefixes for 1.0).
 
 Everything a datagram can say is checked, and anything wrong raises
 :class:`OscError` with the reason and the byte offset; no other exception
@@ -55,15 +55,18 @@ __all__ = [
     "SLIP_ESC",
     "SLIP_ESC_END",
     "SLIP_ESC_ESC",
+    "LengthPrefixDecoder",
     "OscError",
     "OscLimits",
     "OscMessage",
     "SlipDecoder",
     "encode_bundle",
     "encode_message",
+    "length_prefix_encode",
     "ntp_to_unix",
     "parse",
     "slip_encode",
+    "stream_decoder",
     "unix_to_ntp",
 ]
 
@@ -657,3 +660,67 @@ class SlipDecoder:
             f"SLIP frame longer than {self.max_frame_bytes} bytes",
             self._frame_offset if offset is None else offset,
         )
+
+
+# --- OSC 1.0 over TCP: packets prefixed with their int32 size -----------------
+
+
+def length_prefix_encode(packet: bytes) -> bytes:
+    """A packet framed as OSC 1.0 streams do: its size as an int32, then it.
+
+    >>> length_prefix_encode(b"/a\\x00\\x00").hex()
+    '000000042f610000'
+    """
+    return _INT32.pack(len(packet)) + bytes(packet)
+
+
+class LengthPrefixDecoder:
+    """Split an OSC 1.0 stream (int32 size, packet, ...) into packets.
+
+    Same interface as :class:`SlipDecoder`. A size that is negative or over
+    ``max_frame_bytes`` leaves no way to find the next packet: it comes out as
+    an :class:`OscError` and ``broken`` is set, and the connection should close.
+    """
+
+    def __init__(self, max_frame_bytes: int = 65_507) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.broken = False
+        self._buffer = bytearray()
+        self._offset = 0  # stream offset of the buffer's first byte
+
+    def feed(self, data: bytes) -> list[bytes | OscError]:
+        """Packets (or an error in place of the first bad one) completed by
+        ``data``; nothing more once broken."""
+        if self.broken:
+            return []
+        self._buffer += data
+        frames: list[bytes | OscError] = []
+        while len(self._buffer) >= 4:
+            size = _INT32.unpack_from(self._buffer, 0)[0]
+            if not 0 < size <= self.max_frame_bytes:
+                self.broken = True
+                self._buffer.clear()
+                frames.append(
+                    OscError(
+                        f"stream packet size {size} is not in 1..{self.max_frame_bytes}",
+                        self._offset,
+                    )
+                )
+                return frames
+            if len(self._buffer) < 4 + size:
+                break
+            frames.append(bytes(self._buffer[4 : 4 + size]))
+            del self._buffer[: 4 + size]
+            self._offset += 4 + size
+        return frames
+
+
+def stream_decoder(
+    first_byte: int, max_frame_bytes: int
+) -> SlipDecoder | LengthPrefixDecoder:
+    """The decoder for a TCP stream, told by its first byte: an OSC 1.0
+    size prefix starts with 0x00 (packets are far below 16 MiB), while a SLIP
+    stream starts with END or with the packet itself ('/' or '#')."""
+    if first_byte == 0:
+        return LengthPrefixDecoder(max_frame_bytes)
+    return SlipDecoder(max_frame_bytes)

@@ -21,15 +21,18 @@ from engine.control.osc_wire import (
     IMMEDIATELY,
     IMPULSE,
     NTP_UNIX_OFFSET_S,
+    LengthPrefixDecoder,
     OscError,
     OscLimits,
     OscMessage,
     SlipDecoder,
     encode_bundle,
     encode_message,
+    length_prefix_encode,
     ntp_to_unix,
     parse,
     slip_encode,
+    stream_decoder,
     unix_to_ntp,
 )
 
@@ -457,3 +460,30 @@ def test_oscdump_reads_our_slip_frames_over_tcp(oscdump_tcp):
         '/tcp is 1 "a"',
         "/tcp2 f 2.500000",
     ]
+
+
+# --- OSC 1.0 size-prefixed streams --------------------------------------------
+
+
+def test_length_prefixed_stream_splits_anywhere():
+    stream = b"".join(length_prefix_encode(p) for p in PACKETS)
+    for cut in range(len(stream) + 1):
+        decoder = LengthPrefixDecoder()
+        assert decoder.feed(stream[:cut]) + decoder.feed(stream[cut:]) == PACKETS
+
+
+@pytest.mark.parametrize("size", [-4, 0, 65])
+def test_length_prefixed_stream_with_a_bad_size_breaks(size):
+    decoder = LengthPrefixDecoder(max_frame_bytes=64)
+    frames = decoder.feed(
+        length_prefix_encode(b"good") + struct.pack(">i", size) + b"x"
+    )
+    assert frames[0] == b"good"
+    assert isinstance(frames[1], OscError) and frames[1].offset == 8
+    assert decoder.broken and decoder.feed(length_prefix_encode(b"more")) == []
+
+
+def test_stream_decoder_is_chosen_by_the_first_byte():
+    assert isinstance(stream_decoder(0x00, 100), LengthPrefixDecoder)
+    for first in (0xC0, ord("/"), ord("#")):
+        assert isinstance(stream_decoder(first, 100), SlipDecoder)
