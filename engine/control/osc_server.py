@@ -97,7 +97,6 @@ DEFAULT_MAX_PATTERN_MATCHES = 64
 DEFAULT_MAX_TCP_CONNECTIONS = 16
 _MAX_SOURCES = 1024  # token buckets kept; the least recently seen goes first
 _TCP_SEND_TIMEOUT_S = 0.05  # a TCP peer that does not read its replies is dropped
-_UDP_BATCH = 64  # datagrams read per wake-up before looking at stop again
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 # Every datagram (or TCP frame) ends in exactly one of: refused_source,
@@ -399,6 +398,8 @@ class OscServer:
                 writer.send(b"x")
             except OSError:
                 pass
+        if self._udp_sock is not None:
+            self._wake_udp(self._udp_sock)
         for thread in self._threads:
             thread.join(timeout_s)
         for reader, writer in self._wakeups:
@@ -417,6 +418,22 @@ class OscServer:
         self._wakeups = []
         self._udp_sock = self._tcp_sock = None
         self._running = False
+
+    def _wake_udp(self, sock: socket.socket) -> None:
+        """End the UDP thread's blocking receive: shutdown() wakes it on Linux;
+        a datagram to ourselves does everywhere."""
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # ENOTCONN on an unconnected UDP socket, after waking readers
+        host, port = sock.getsockname()[:2]
+        if ipaddress.ip_address(host).is_unspecified:
+            host = "::1" if self._family == socket.AF_INET6 else "127.0.0.1"
+        try:
+            with socket.socket(self._family, socket.SOCK_DGRAM) as poke:
+                poke.sendto(b"", (host, port))
+        except OSError:
+            pass
 
     def __enter__(self) -> OscServer:  # noqa: PYI034 - Self needs Python 3.11
         return self.start()
@@ -445,7 +462,6 @@ class OscServer:
                     except OSError:
                         pass
                     udp_sock.bind(_resolve(self.host, port)[1])
-                    udp_sock.setblocking(False)
                     port = udp_sock.getsockname()[1]
                 if self._serve_tcp:
                     tcp_sock = socket.socket(self._family, socket.SOCK_STREAM)
@@ -541,7 +557,9 @@ class OscServer:
             if sock is None:
                 self._count_shared("replies_failed")
                 return False
-            sock.sendto(packet, (host, port))
+            # MSG_DONTWAIT: the receive thread keeps the socket blocking, and
+            # a reply must never wait for buffer space.
+            sock.sendto(packet, socket.MSG_DONTWAIT, (host, port))
         except OSError as error:
             self._count_shared("replies_failed")
             self._note(f"reply to {host}:{port} failed: {error}")
@@ -585,33 +603,34 @@ class OscServer:
                 time.sleep(0.01)  # a persistent fault must not spin a core
 
     def _udp_loop(self, counts: dict[str, int], wakeup: socket.socket) -> None:
+        # A blocking receive gives up the GIL once per datagram. select() and a
+        # non-blocking read would give it up two or three times, and with a
+        # busy Python thread beside us each give-up costs a switch interval
+        # (5 ms by default) before we run again. stop() wakes this call.
         sock = self._udp_sock
         assert sock is not None
         buckets = _TokenBuckets(self.rate_hz, self.burst)
+        # One byte more than the limit tells an oversize datagram from one
+        # exactly at it.
         buffer = bytearray(self.max_datagram_bytes + 1)
         view = memoryview(buffer)
-        with selectors.DefaultSelector() as selector:
-            selector.register(sock, selectors.EVENT_READ)
-            selector.register(wakeup, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                selector.select()
-                for _ in range(_UDP_BATCH):
-                    try:
-                        # One byte more than the limit tells an oversize
-                        # datagram from one exactly at it.
-                        n_bytes, peer = sock.recvfrom_into(buffer)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except ConnectionError:
-                        continue  # an ICMP error from an earlier reply
-                    try:
-                        sender = OscSender(peer[0], peer[1], "udp")
-                        self._receive(
-                            view[:n_bytes], n_bytes, sender, peer, buckets, counts
-                        )
-                    except Exception as error:  # noqa: BLE001 - the receive thread must live
-                        counts["internal_errors"] += 1
-                        self._note(f"OSC UDP receive: {error!r}", warn=True)
+        while not self._stopping.is_set():
+            try:
+                n_bytes, peer = sock.recvfrom_into(buffer)
+            except (InterruptedError, ConnectionError):
+                continue  # a signal, or an ICMP error from an earlier reply
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                raise
+            if self._stopping.is_set():
+                return
+            try:
+                sender = OscSender(peer[0], peer[1], "udp")
+                self._receive(view[:n_bytes], n_bytes, sender, peer, buckets, counts)
+            except Exception as error:  # noqa: BLE001 - the receive thread must live
+                counts["internal_errors"] += 1
+                self._note(f"OSC UDP receive: {error!r}", warn=True)
 
     def _tcp_loop(self, counts: dict[str, int], wakeup: socket.socket) -> None:
         listener = self._tcp_sock
