@@ -144,6 +144,7 @@ def measure_latency(seconds: float, busy: bool, switch_interval_s: float) -> dic
     # The first messages meet a cold process (imports, first allocations).
     stats = _stats_us(latencies[50:])
     stats["received"] = counts["received"]
+    stats["max_handling_us"] = counts["max_handling_us"]
     return stats
 
 
@@ -230,6 +231,8 @@ def measure_flood(seconds: float) -> dict:
         "second_latency": _stats_us(second_latencies) if second_latencies else None,
         "server_cpu_percent": 100.0 * cpu_s / seconds,
         "internal_errors": counts["internal_errors"],
+        "max_handling_us": counts["max_handling_us"],
+        "slow_handlings_over_5ms": counts["slow_handlings"],
     }
 
 

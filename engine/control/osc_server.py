@@ -32,7 +32,9 @@ What the receive path guarantees, whatever arrives:
   dropped whole and counted (``rate_limited``), and other sources are served;
 - bundles timed more than ``timetag_horizon_s`` ahead are refused and counted;
 - binding to anything but loopback needs ``allow_networks``; sources outside
-  them are dropped without a reply, and nothing is sent to them.
+  them are dropped without a reply, and nothing is sent to them;
+- each datagram's handling time is measured: ``max_handling_us``, and
+  ``slow_handlings`` over 5 ms (a handler doing too much shows up here).
 
 Threads: ``start``/``stop``/``add_handler``/``reply``/``counters`` from any
 control thread; handlers run on the server's two receive threads (one UDP, one
@@ -122,7 +124,12 @@ COUNTER_NAMES = (
     "replies_sent",
     "replies_failed",
     "replies_refused",
+    "slow_handlings",
+    "max_handling_us",
 )
+# A datagram whose handling (parse, checks, every handler) takes longer than
+# this is counted in "slow_handlings"; "max_handling_us" keeps the longest.
+SLOW_HANDLING_NS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -412,6 +419,8 @@ class OscServer:
         with self._shared_lock:
             for counts in self._thread_counts:
                 for name, value in counts.items():
+                    if name == "max_handling_us":
+                        value = max(value - self._shared_counts[name], 0)
                     self._shared_counts[name] += value
         self._thread_counts = []
         self._threads = []
@@ -487,12 +496,16 @@ class OscServer:
     # --- counters and errors --------------------------------------------------
 
     def counters(self) -> dict[str, int]:
-        """Every counter (see COUNTER_NAMES) summed over the receive threads."""
+        """Every counter (see COUNTER_NAMES) summed over the receive threads
+        (``max_handling_us``: the largest of them)."""
         with self._shared_lock:
             total = dict(self._shared_counts)
         for counts in list(self._thread_counts):
             for name, value in list(counts.items()):
-                total[name] += value
+                if name == "max_handling_us":
+                    total[name] = max(total[name], value)
+                else:
+                    total[name] += value
         return total
 
     def recent_errors(self) -> list[str]:
@@ -627,7 +640,9 @@ class OscServer:
                 return
             try:
                 sender = OscSender(peer[0], peer[1], "udp")
-                self._receive(view[:n_bytes], n_bytes, sender, peer, buckets, counts)
+                self._timed_receive(
+                    view[:n_bytes], n_bytes, sender, peer, buckets, counts
+                )
             except Exception as error:  # noqa: BLE001 - the receive thread must live
                 counts["internal_errors"] += 1
                 self._note(f"OSC UDP receive: {error!r}", warn=True)
@@ -715,7 +730,7 @@ class OscServer:
                 counts["malformed"] += 1
                 self._note(f"TCP from {peer[0]}:{peer[1]}: {frame}")
                 continue
-            self._receive(frame, len(frame), sender, connection, buckets, counts)
+            self._timed_receive(frame, len(frame), sender, connection, buckets, counts)
         if isinstance(decoder, LengthPrefixDecoder) and decoder.broken:
             self._close(connections.pop(connection.sock), selector)
 
@@ -728,6 +743,25 @@ class OscServer:
         except (KeyError, ValueError):
             pass
         connection.sock.close()
+
+    def _timed_receive(
+        self,
+        data: Any,
+        n_bytes: int,
+        sender: OscSender,
+        source: Any,
+        buckets: _TokenBuckets,
+        counts: dict[str, int],
+    ) -> None:
+        started_ns = time.monotonic_ns()
+        try:
+            self._receive(data, n_bytes, sender, source, buckets, counts)
+        finally:
+            took_ns = time.monotonic_ns() - started_ns
+            if took_ns > SLOW_HANDLING_NS:
+                counts["slow_handlings"] += 1
+            if took_ns > counts["max_handling_us"] * 1000:
+                counts["max_handling_us"] = took_ns // 1000
 
     def _receive(
         self,

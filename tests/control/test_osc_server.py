@@ -503,6 +503,7 @@ def test_fuzzed_datagrams_leave_the_server_up_and_the_counters_add_up(client):
         counts = server.counters()
         assert counts["malformed"] > 0 and counts["dispatched"] > 0
         assert counts["internal_errors"] == 0
+        assert counts["max_handling_us"] > 0  # measured (not bounded: CI is slow)
         assert_counters_add_up(counts)
         before = len(recorder.calls)
         send(client, server, encode_message("/a", [123]))
