@@ -616,10 +616,10 @@ class OscServer:
                 time.sleep(0.01)  # a persistent fault must not spin a core
 
     def _udp_loop(self, counts: dict[str, int], wakeup: socket.socket) -> None:
-        # A blocking receive gives up the GIL once per datagram. select() and a
-        # non-blocking read would give it up two or three times, and with a
-        # busy Python thread beside us each give-up costs a switch interval
-        # (5 ms by default) before we run again. stop() wakes this call.
+        # A blocking receive: one system call per datagram, and stop() wakes
+        # it. (Beside a busy Python thread, select() plus non-blocking reads
+        # measured the same: either way the wait is for the GIL, about one
+        # switch interval; see benchmarks/RESULTS.md.)
         sock = self._udp_sock
         assert sock is not None
         buckets = _TokenBuckets(self.rate_hz, self.burst)
