@@ -581,3 +581,42 @@ def test_many_servers_start_and_stop_cleanly(client):
 def test_a_taken_port_is_a_clear_error(server):
     with pytest.raises(OSError, match=f"cannot bind 127.0.0.1:{server.port}"):
         OscServer(port=server.port).start()
+
+
+def test_the_receive_loop_survives_its_own_bugs(server, client):
+    recorder = Recorder()
+    server.add_handler("/ok", recorder)
+    real_receive = server._receive
+    calls = []
+
+    def fails_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the receive path")
+        real_receive(*args)
+
+    server._receive = fails_once
+    send(client, server, encode_message("/ok", [1]))
+    send(client, server, encode_message("/ok", [2]))
+    assert wait_for(lambda: recorder.calls)
+    assert [m.args for m in recorder.messages] == [(2,)]
+    assert server.counters()["internal_errors"] == 1
+    assert any("a bug in the receive path" in e for e in server.recent_errors())
+
+
+def test_a_tcp_peer_that_never_reads_is_dropped_not_waited_for(server):
+    recorder = Recorder()
+    server.add_handler("/q", recorder)
+    with socket.create_connection((HOST, server.port), timeout=5) as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.sendall(slip_encode(encode_message("/q")))
+        assert wait_for(lambda: recorder.calls)
+        sender = recorder.calls[0][1]
+        blob = b"x" * 16_000
+        # The peer reads nothing: socket buffers fill, and a reply then gives
+        # up after a short timeout instead of blocking its caller.
+        results = [server.reply(sender, "/big", [blob]) for _ in range(2000)]
+        assert False in results
+        first_failure = results.index(False)
+        assert not any(results[first_failure:])  # the connection is closed
+    assert server.counters()["replies_failed"] >= 1
