@@ -1,0 +1,10 @@
+"""Control plane: everything that reaches the engine from outside (control threads,
+never the audio thread).
+
+- ``osc_wire``: the OSC 1.0/1.1 codec (strict, bounded datagram parser, encoders,
+  NTP timetags, SLIP framing for TCP);
+- ``osc_pattern``: OSC address patterns matched at bounded cost;
+- ``osc_server``: the UDP and TCP/SLIP server with handler registration, rate
+  limits and counters (where OSC enters);
+- ``osc_aliases``: incoming addresses mapped onto named inputs with scaling.
+"""
