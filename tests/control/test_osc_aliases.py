@@ -120,7 +120,7 @@ def test_yaml_table():
         (
             "aliases:\n  /a: {input: x, from: [0]}\n",
             "a.yaml:2:18: aliases./a.from",
-            "expected 2..2 items, got 1",
+            "expected 2 items, got 1",
         ),
         (
             "aliases:\n  /a: {input: x, from: [3, 3]}\n",
