@@ -121,24 +121,34 @@ def time_program(program, seconds: float, repeats: int = 5) -> dict:
     }
 
 
+# Extra per-node rows: nodes whose defaults leave their costly path idle.
+NODE_VARIANTS = {
+    "bands animated": ("bands", {"gain_1khz_db": 6.0, "animate_db": 6.0}),
+    "grains 200/s": ("grains", {"rate_hz": 200.0, "duration_ms": 40.0}),
+}
+
+
 def node_scenarios() -> dict[str, object]:
-    """One instance of each node type, fed by a white-noise input buffer."""
+    """One instance of each node type, fed by a white-noise input buffer, and
+    the ``NODE_VARIANTS``."""
     from engine.dsp.layout import INFO_IN_SLOT
     from engine.dsp.nodes import node_types
     from engine.graph import Graph, compile_graph
 
+    types = node_types()
+    rows = [(name, name, {}) for name in sorted(types) if name != "input"]
+    rows += [(label, name, kw) for label, (name, kw) in NODE_VARIANTS.items()]
     programs = {}
     rng = np.random.default_rng(0)
-    for name, spec in sorted(node_types().items()):
-        if name == "input":
-            continue
+    for label, name, settings in rows:
+        spec = types[name]
         g = Graph()
         voices = spec.fixed_voices or 1
         inputs = {}
         if spec.inputs:
             src = g.input(voices, name="src")
             inputs[spec.inputs[0]] = src
-        node = g.node(name, name="node", **inputs)
+        node = g.node(name, name="node", **inputs, **settings)
         g.output(node if spec.output_width(voices) <= 2 else g.node("mix", node))
         program = compile_graph(g, sample_rate=RATE, max_block_size=BLOCK)
         in_slot = int(program.info[INFO_IN_SLOT])
@@ -146,7 +156,7 @@ def node_scenarios() -> dict[str, object]:
             program.bufs[in_slot : in_slot + voices, :BLOCK] = (
                 0.25 * rng.standard_normal((voices, BLOCK))
             )
-        programs[name] = program
+        programs[label] = program
     return programs
 
 

@@ -14,6 +14,8 @@ import math
 
 from numba import njit
 
+from engine.dsp import kernels_eq as eq
+from engine.dsp import kernels_event as event
 from engine.dsp import kernels_filter as flt
 from engine.dsp import kernels_master as master
 from engine.dsp import kernels_mix as mixing
@@ -70,6 +72,11 @@ _ADD = int(Op.ADD)
 _RING_MOD = int(Op.RING_MOD)
 _AM = int(Op.AM)
 _LIMITER = int(Op.LIMITER)
+_DUST = int(Op.DUST)
+_GRAINS = int(Op.GRAINS)
+_PULSE = int(Op.PULSE)
+_HEARTBEAT = int(Op.HEARTBEAT)
+_BANDS = int(Op.BANDS)
 
 
 @njit(**JIT_INLINE)
@@ -191,6 +198,16 @@ def run_nodes(instr, params, state, bufs, n_instr, sample_rate, n_frames):
             mixing.am(bufs, row, p0, p1, st, sample_rate, n_frames)
         elif op == _LIMITER:
             master.limiter(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _DUST:
+            event.dust(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _GRAINS:
+            event.grains(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _PULSE:
+            event.pulse(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _HEARTBEAT:
+            event.heartbeat(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _BANDS:
+            eq.bands(bufs, row, p0, p1, st, sample_rate, n_frames)
         # Op.INPUT has no kernel: the engine fills its slots.
 
 

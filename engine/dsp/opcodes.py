@@ -46,3 +46,9 @@ class Op(IntEnum):
     AM = 66
     # Master (kernels_master).
     LIMITER = 70
+    # Events (kernels_event) and the band equaliser (kernels_eq).
+    DUST = 80
+    GRAINS = 81
+    PULSE = 82
+    HEARTBEAT = 83
+    BANDS = 84
