@@ -52,6 +52,7 @@ from engine.scenes.schema import (
     Spec,
     Text,
 )
+from engine.scenes.textures import TEXTURES, expand, texture_names
 from engine.scenes.yaml_source import YamlSource, load_yaml
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -212,7 +213,86 @@ def _check_param(source: YamlSource, path: KeyPath, param: Param, value: Any) ->
     return value
 
 
+class Raw(Spec):
+    """Any value, checked later by code that knows what it must be."""
+
+    def __init__(self, doc: str = "") -> None:
+        self.doc = doc
+
+    def check(self, source: YamlSource, path: KeyPath, value: Any) -> Any:
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._schema_extras({})
+
+
+def _expand_texture(source: YamlSource, path: KeyPath, layer: dict[str, Any]) -> None:
+    """Replace a texture layer's ``texture``/``params``/``set`` by the nodes and
+    output it builds, checked like hand-written ones."""
+    if "nodes" in layer:
+        raise source.error(
+            (*path, "nodes"), "a layer has either a texture or its own nodes, not both"
+        )
+    texture = TEXTURES[layer["texture"]]
+    params: dict[str, Any] = {}
+    for key, value in layer.get("params", {}).items():
+        where = (*path, "params", key)
+        spec = texture.params.get(key)
+        if spec is None:
+            known = ", ".join(texture.params) or "none"
+            raise source.error(
+                where,
+                f"texture {texture.name} has no parameter {key!r}"
+                f"{did_you_mean(key, texture.params)}; it has: {known}",
+            )
+        if spec.choices:
+            params[key] = Text(choices=spec.choices).check(source, where, value)
+        else:
+            params[key] = Number(
+                unit=spec.unit, minimum=spec.minimum, maximum=spec.maximum
+            ).check(source, where, value)
+    built, output = expand(texture.name, params)
+    nodes = {
+        name: NodeEntry().check(source, (*path, "texture"), entry)
+        for name, entry in built.items()
+    }
+    types = _scene_node_types()
+    for key, value in layer.get("set", {}).items():
+        where = (*path, "set", key)
+        node_name, _, param_name = key.partition(".")
+        if node_name not in nodes:
+            raise source.error(
+                where,
+                f"expected node.param; texture {texture.name} has no node "
+                f"{node_name!r}{did_you_mean(node_name, nodes)} (its nodes: "
+                f"{', '.join(nodes)})",
+            )
+        spec = types[nodes[node_name]["type"]]
+        param = _find_param(spec, param_name)
+        if param is None:
+            names = [q.name for q in spec.params]
+            raise source.error(
+                where,
+                f"{node_name} ({spec.name}) has no parameter {param_name!r}"
+                f"{did_you_mean(param_name, names)}",
+            )
+        nodes[node_name][param_name] = _check_param(source, where, param, value)
+    layer["nodes"] = nodes
+    layer.setdefault("output", output)
+
+
 def _check_layer(source: YamlSource, path: KeyPath, layer: dict[str, Any]) -> None:
+    if "texture" in layer:
+        _expand_texture(source, path, layer)
+    else:
+        for key in ("params", "set"):
+            if key in layer:
+                raise source.error(
+                    (*path, key), f"'{key}' belongs to a texture layer (texture: ...)"
+                )
+        for key in ("nodes", "output"):
+            if key not in layer:
+                raise source.error(path, f"layer needs {key!r} (or a 'texture')")
     nodes = layer["nodes"]
     for name in nodes:
         if not _NAME.match(name):
@@ -563,6 +643,14 @@ TRIGGER = Record(
 LAYER = Record(
     "layer",
     {
+        "texture": Text(
+            choices=texture_names, doc="a texture from the library (instead of nodes)"
+        ),
+        "params": MapOf(Raw(), doc="the texture's settings"),
+        "set": MapOf(
+            Raw(),
+            doc="node.param: value or input mapping, inside the texture's nodes",
+        ),
         "nodes": MapOf(NodeEntry(), doc="the layer's nodes, by name"),
         "output": Text(doc="the node (or node[i]) the layer plays"),
         "gain_db": Number(unit="dB", minimum=-96.0, maximum=24.0, default=0.0),
@@ -575,8 +663,7 @@ LAYER = Record(
         ),
         "muted": Flag(default=False),
     },
-    required=("nodes", "output"),
-    doc="a sound of the scene: a small graph of nodes",
+    doc="a sound of the scene: a texture, or a small graph of nodes",
     extra_check=_check_layer,
 )
 
