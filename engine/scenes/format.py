@@ -633,6 +633,13 @@ TRIGGER = Record(
         ),
         "quantize": QUANTIZE,
         "random": RANDOM,
+        "every_s": Range(
+            unit="s",
+            minimum=1.0,
+            maximum=86_400.0,
+            doc="[shortest, longest]: also fire on its own, at random times "
+            "this far apart (thunder now and then)",
+        ),
         "doc": Text(default=""),
     },
     required=("layer",),
@@ -692,6 +699,24 @@ MASTER = Record(
     doc="the master bus",
 )
 
+SLEEP_TIMER = Record(
+    "sleep timer",
+    {
+        "after_min": Number(
+            unit="min", minimum=1.0, maximum=1440.0, doc="silence from here on"
+        ),
+        "fade_min": Number(
+            unit="min",
+            minimum=0.0,
+            maximum=240.0,
+            default=10.0,
+            doc="the fade to silence takes the last this many minutes",
+        ),
+    },
+    required=("after_min",),
+    doc="the scene fades to digital silence on its own",
+)
+
 MODEL = Record(
     "model",
     {
@@ -714,6 +739,7 @@ SCENE = Record(
         "states": MapOf(STATE, default={}),
         "initial_state": Text(doc="the state a scene starts in (default: the first)"),
         "triggers": MapOf(TRIGGER, default={}),
+        "sleep_timer": SLEEP_TIMER,
         "master": MASTER,
         "model": MODEL,
     },

@@ -23,7 +23,9 @@ edit is reported through ``on_error`` while the old version keeps playing.
 
 Loudness: a scene's ``master.loudness_lufs`` is held by a trim gain measured
 when the scene loads, by rendering it offline for a while at its default inputs
-and initial state (ITU-R BS.1770 integrated loudness).
+(ITU-R BS.1770 integrated loudness), once per state; a state change glides the
+trim with its fade. Measurements are cached on disk, so only the first start
+of a scene (or of an edited one) pays for them.
 
 Control thread only (any number of them: every method takes the player's lock).
 """
@@ -73,6 +75,10 @@ RELOAD_FADE_S = 1.0
 DEFAULT_SCENE_FADE_S = 3.0
 WATCH_INTERVAL_S = 0.5
 _SLEEP_TAG = "sleep-timer"
+_AUTO_TAG = "auto-fire"
+# Triggers that fire on their own are planned this far ahead (events wait in
+# the engine's schedule; a new scene withdraws them).
+AUTO_FIRE_PLAN_S = 24 * 3600.0
 
 
 def _trim_cache_file() -> Path:
@@ -139,6 +145,7 @@ class _Loaded:
     program: Program
     trim_db: float
     digest: str
+    state_trims_db: dict[str | None, float] = field(default_factory=dict)
 
 
 def _print_error(message: str) -> None:
@@ -208,6 +215,29 @@ class ScenePlayer:
             raise ValueError("no scene loaded")
         return self._loaded.scene
 
+    def _trim_for(
+        self, path: Path, digest: str, scene: dict[str, Any], state: str | None
+    ) -> float:
+        """The trim that brings the scene, as written (default inputs), in
+        ``state`` to its loudness target; measured once, then cached."""
+        key = (
+            f"{digest}:{state}:{self.engine.sample_rate}:{self.engine.seed}:"
+            f"{sources_digest()[:16]}"
+        )
+        trim = _trim_cache.get(key)
+        if trim is None:
+            measured = measure_loudness(
+                self.engine, load_scene_file(path, None, state)[1]
+            )
+            target = scene["master"]["loudness_lufs"]
+            trim = (
+                0.0
+                if not math.isfinite(measured)
+                else min(max(target - measured, -MAX_TRIM_DB), MAX_TRIM_DB)
+            )
+            _trim_cache.put(key, trim)
+        return trim
+
     def _prepare(
         self,
         path: Path,
@@ -216,31 +246,19 @@ class ScenePlayer:
     ) -> _Loaded:
         scene, graph = load_scene_file(path, input_values, state)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        trim_db = 0.0
+        # Each state is held to the target on its own (a combat state has more
+        # layers than explore, not more loudness), measured as written so that
+        # a reload in the middle of a game does not move the trims.
+        trims = {None: 0.0}
         if self.hold_loudness:
-            # Measured as the scene was written (default inputs, first state),
-            # so a reload in the middle of a game does not move the trim.
-            key = (
-                f"{digest}:{self.engine.sample_rate}:{self.engine.seed}:"
-                f"{sources_digest()[:16]}"
-            )
-            trim = _trim_cache.get(key)
-            if trim is None:
-                as_written = graph if not (input_values or state) else None
-                if as_written is None:
-                    as_written = load_scene_file(path)[1]
-                measured = measure_loudness(self.engine, as_written)
-                target = scene["master"]["loudness_lufs"]
-                trim = (
-                    0.0
-                    if not math.isfinite(measured)
-                    else min(max(target - measured, -MAX_TRIM_DB), MAX_TRIM_DB)
-                )
-                _trim_cache.put(key, trim)
-            trim_db = trim
+            trims = {
+                s: self._trim_for(path, digest, scene, s)
+                for s in (list(scene["states"]) or [None])
+            }
+        trim_db = trims[scene.get("initial_state")]
         trim = next(n for n in graph.nodes if n.name == TRIM_NODE)
         trim.values["gain_db"] = trim_db
-        return _Loaded(path, scene, self.engine.compile(graph), trim_db, digest)
+        return _Loaded(path, scene, self.engine.compile(graph), trim_db, digest, trims)
 
     def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
         self.engine.load(loaded.program, fade_s=fade_s)
@@ -256,6 +274,21 @@ class ScenePlayer:
         if not keep_grid:
             self._origin = self.engine.frame
         self._watched_mtime = _mtime(loaded.path)
+        self._plan_auto_fire()
+
+    def _plan_auto_fire(self) -> None:
+        self.engine.cancel(_AUTO_TAG)
+        rate = self.engine.sample_rate
+        for name, trigger in self.scene["triggers"].items():
+            if "every_s" not in trigger:
+                continue
+            low, high = trigger["every_s"]
+            t = self._rng.uniform(low, high)
+            while t < AUTO_FIRE_PLAN_S:
+                self.fire(
+                    name, frame=self.engine.frame + round(t * rate), tag=_AUTO_TAG
+                )
+                t += self._rng.uniform(low, high)
 
     def load(
         self,
@@ -280,6 +313,12 @@ class ScenePlayer:
                 fade_s = DEFAULT_SCENE_FADE_S
             self._install(loaded, fade_s, keep_grid=False)
             self.last_error = None
+            # A scene's own sleep timer starts when it is chosen (not on reload).
+            timer = loaded.scene.get("sleep_timer")
+            if timer is not None:
+                self.sleep_timer(60.0 * timer["after_min"], 60.0 * timer["fade_min"])
+            else:
+                self.cancel_sleep_timer(ramp_s=0.0)
 
     def reload(self) -> bool:
         """Load the playing scene's file again, keeping input values and the
@@ -385,6 +424,9 @@ class ScenePlayer:
                     self.engine.ramp(
                         f"{copy}.level", "level", level, state["fade_s"], frame=at
                     )
+            trim_db = self._loaded.state_trims_db.get(name, self._loaded.trim_db)
+            self.engine.ramp(TRIM_NODE, "gain_db", trim_db, state["fade_s"], frame=at)
+            self._loaded.trim_db = trim_db
             self.state = name
             return at
 
@@ -410,7 +452,11 @@ class ScenePlayer:
         )
 
     def fire(
-        self, name: str, velocity: Any = 1.0, frame: int | None = None
+        self,
+        name: str,
+        velocity: Any = 1.0,
+        frame: int | None = None,
+        tag: str | None = None,
     ) -> int | None:
         """Fire a trigger: the next of its voices (the oldest is taken when all
         sound) starts with its random pitch, gain and pan; ``velocity`` 0..1
@@ -445,25 +491,33 @@ class ScenePlayer:
             gain_db = layer["gain_db"] + 20.0 * math.log10(velocity)
             if "gain_db" in spread:
                 gain_db += self._rng.uniform(*spread["gain_db"])
-            self.engine.schedule(at, f"{copy}.level", "gain_db", gain_db, kind)
+            self.engine.schedule(at, f"{copy}.level", "gain_db", gain_db, kind, tag=tag)
             if "pan" in spread:
                 pan = self._rng.uniform(*spread["pan"])
-                self.engine.schedule(at, f"{copy}.pan", "pan", pan, kind)
+                self.engine.schedule(at, f"{copy}.pan", "pan", pan, kind, tag=tag)
             if "pitch_semitones" in spread:
                 ratio = 2.0 ** (self._rng.uniform(*spread["pitch_semitones"]) / 12.0)
-                self._transpose(layer, copy, ratio, at, kind)
+                self._transpose(layer, copy, ratio, at, kind, tag)
             for key, (low, high) in spread.get("params", {}).items():
                 node_name, _, param = key.partition(".")
                 value = self._rng.uniform(low, high)
-                self.engine.schedule(at, f"{copy}.{node_name}", param, value, kind)
+                self.engine.schedule(
+                    at, f"{copy}.{node_name}", param, value, kind, tag=tag
+                )
             for node_name in firing_nodes(layer):
                 self.engine.schedule(
-                    at, f"{copy}.{node_name}", "trigger", 0.0, EV_TRIGGER
+                    at, f"{copy}.{node_name}", "trigger", 0.0, EV_TRIGGER, tag=tag
                 )
             return at
 
     def _transpose(
-        self, layer: dict[str, Any], copy: str, ratio: float, at: int | None, kind: int
+        self,
+        layer: dict[str, Any],
+        copy: str,
+        ratio: float,
+        at: int | None,
+        kind: int,
+        tag: str | None,
     ) -> None:
         types = node_types()
         for node_name, entry in layer["nodes"].items():
@@ -477,10 +531,12 @@ class ScenePlayer:
             if isinstance(base, list):
                 for voice, hz in enumerate(base):
                     self.engine.schedule(
-                        at, node, "frequency_hz", hz * ratio, kind, voice=voice
+                        at, node, "frequency_hz", hz * ratio, kind, voice=voice, tag=tag
                     )
             else:
-                self.engine.schedule(at, node, "frequency_hz", base * ratio, kind)
+                self.engine.schedule(
+                    at, node, "frequency_hz", base * ratio, kind, tag=tag
+                )
 
     def set_param(
         self,
