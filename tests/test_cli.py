@@ -73,12 +73,12 @@ def test_render_wav_equals_the_engine_render(tmp_path: Path) -> None:
     out = tmp_path / "x.wav"
     assert (
         soundscape(
-            "render", "sleep", "--seconds", "0.5", "-o", str(out), "-q"
+            "render", "ocean", "--seconds", "0.5", "-o", str(out), "-q"
         ).returncode
         == 0
     )
     engine = Engine(sample_rate=48000)
-    engine.load(DEMOS["sleep"]())
+    engine.load(DEMOS["ocean"]())
     expected = engine.render(24000, block_size=128)
     audio, _ = sf.read(out, dtype="float32")
     np.testing.assert_array_equal(audio, expected)

@@ -16,6 +16,7 @@ from engine.analysis import true_peak_dbtp
 from engine.rt.engine import Engine
 from engine.scenes.errors import SceneError
 from engine.scenes.format import load_scene_file, scene_json_schema
+from engine.scenes.yaml_source import load_yaml
 
 SCENES = sorted((Path(__file__).resolve().parents[2] / "scenes").glob("*.yaml"))
 RATE = 48000
@@ -41,13 +42,15 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_shipped_scenes_build_and_play(path: Path) -> None:
     scene, graph = load_scene_file(path)
     assert scene["name"] == path.stem and scene["description"]
-    jsonschema.validate(yaml.safe_load(path.read_text()), scene_json_schema())
+    # Editors read YAML 1.2, as the engine does (`off` is a word, not false).
+    data = load_yaml(path.read_text(), str(path)).data
+    jsonschema.validate(data, scene_json_schema())
     engine = Engine(sample_rate=RATE, seed=1)
     engine.load(graph)
     audio = engine.render(3 * RATE)
     assert np.all(np.isfinite(audio))
     level_db = 20 * np.log10(np.sqrt(np.mean(audio[RATE:] ** 2)))
-    assert -40.0 < level_db < -12.0
+    assert -40.0 < level_db < -8.0  # before the player's loudness trim
     assert true_peak_dbtp(audio) <= -1.0 + 0.1
 
 
