@@ -15,11 +15,13 @@ import math
 from numba import njit
 
 from engine.dsp import kernels_filter as flt
+from engine.dsp import kernels_gen as gen
 from engine.dsp import kernels_master as master
 from engine.dsp import kernels_mix as mixing
 from engine.dsp import kernels_mod as mod
 from engine.dsp import kernels_noise as noise
 from engine.dsp import kernels_osc as osc
+from engine.dsp import kernels_sample as smp
 from engine.dsp import kernels_time as time
 from engine.dsp.jit import JIT, JIT_INLINE
 from engine.dsp.layout import (
@@ -68,6 +70,9 @@ _ADD = int(Op.ADD)
 _RING_MOD = int(Op.RING_MOD)
 _AM = int(Op.AM)
 _LIMITER = int(Op.LIMITER)
+_CHORDS = int(Op.CHORDS)
+_MELODY = int(Op.MELODY)
+_SAMPLE = int(Op.SAMPLE)
 
 
 @njit(**JIT_INLINE)
@@ -174,6 +179,12 @@ def run_nodes(instr, params, state, bufs, n_instr, sample_rate, n_frames):
             mixing.am(bufs, row, p0, p1, st, sample_rate, n_frames)
         elif op == _LIMITER:
             master.limiter(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _CHORDS:
+            gen.chords(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _MELODY:
+            gen.melody(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _SAMPLE:
+            smp.sample(bufs, row, p0, p1, st, sample_rate, n_frames)
         # Op.INPUT has no kernel: the engine fills its slots.
 
 

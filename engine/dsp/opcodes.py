@@ -46,3 +46,7 @@ class Op(IntEnum):
     AM = 66
     # Master (kernels_master).
     LIMITER = 70
+    # Generative pitch (kernels_gen) and sample playback (kernels_sample).
+    CHORDS = 90
+    MELODY = 91
+    SAMPLE = 92
