@@ -129,16 +129,27 @@ def node_scenarios() -> dict[str, object]:
 
     programs = {}
     rng = np.random.default_rng(0)
-    for name, spec in sorted(node_types().items()):
-        if name == "input":
-            continue
+    types = node_types()
+    # Settings some nodes need to run as they are used (a chord has 4 notes; the
+    # sample node reads a 10 s stereo noise file); extra rows for other modes.
+    sample_path = _bench_sample_file()
+    settings: dict[str, dict] = {
+        "chords": {"voices": 4},
+        "sample": {"path": sample_path},
+        "sample_granular": {"path": sample_path, "mode": "granular"},
+    }
+    cases = [(name, name) for name in sorted(types) if name != "input"]
+    cases.append(("sample_granular", "sample"))
+    for label, name in cases:
+        spec = types[name]
+        extra = dict(settings.get(label, {}))
         g = Graph()
-        voices = spec.fixed_voices or 1
+        voices = extra.get("voices", spec.fixed_voices or 1)
         inputs = {}
         if spec.inputs:
             src = g.input(voices, name="src")
             inputs[spec.inputs[0]] = src
-        node = g.node(name, name="node", **inputs)
+        node = g.node(name, name="node", **inputs, **extra)
         g.output(node if spec.output_width(voices) <= 2 else g.node("mix", node))
         program = compile_graph(g, sample_rate=RATE, max_block_size=BLOCK)
         in_slot = int(program.info[INFO_IN_SLOT])
@@ -146,8 +157,18 @@ def node_scenarios() -> dict[str, object]:
             program.bufs[in_slot : in_slot + voices, :BLOCK] = (
                 0.25 * rng.standard_normal((voices, BLOCK))
             )
-        programs[name] = program
+        programs[label] = program
     return programs
+
+
+def _bench_sample_file() -> str:
+    """A 10 s stereo noise WAV in a temporary directory, for the sample node."""
+    import soundfile
+
+    path = Path(tempfile.mkdtemp(prefix="bench-sample-")) / "noise.wav"
+    noise = 0.1 * np.random.default_rng(1).standard_normal((10 * RATE, 2))
+    soundfile.write(path, noise, RATE)
+    return str(path)
 
 
 def cold_and_cached_start() -> dict:

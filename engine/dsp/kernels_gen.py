@@ -210,7 +210,7 @@ def _voice_chord(state, voices, root_degree, register_semis, glide_frames):
         state[base + 3] = glide_frames
 
 
-@njit(**JIT)
+@register_jitable(**_HELPER_JIT)
 def _next_root(state, key):
     """Draw the next chord's root degree (see the module docstring)."""
     m = int(state[_C_M])
@@ -431,7 +431,7 @@ def _degree_at_or_below(scale, m, semis):
     return k
 
 
-@njit(**JIT)
+@register_jitable(**_HELPER_JIT)
 def _next_degree(degree, lowest, highest, leap_chance, u_kind, u_dir):
     """The next note's degree: a step, a repeat or a leap, leaning towards the
     middle of the register and reflected back into it."""

@@ -51,8 +51,9 @@ from typing import Any
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
-from engine.dsp.jit import JIT, db_to_gain
+from engine.dsp.jit import JIT, SAFE_FASTMATH, db_to_gain
 from engine.dsp.kernels_osc import sine_lookup
 from engine.dsp.layout import I_OUT
 from engine.dsp.nodes import NodeSpec, Param, register
@@ -77,6 +78,9 @@ _RESAMPLE_CHUNK = 1 << 16
 _HANN_POWER = 0.375
 _CENT_LN = math.log(2.0) / 1200.0
 
+# Helpers compile into the kernel (a separate njit function costs its own
+# compile pipeline when the interpreter is built).
+_HELPER_JIT = {"fastmath": SAFE_FASTMATH, "error_model": "numpy"}
 _LOOP = 0
 _GRANULAR = 1
 # State header.
@@ -182,7 +186,7 @@ def load_sample(path: Any, sample_rate: float) -> np.ndarray:
     return _load_cached(str(resolved), stat.st_mtime_ns, stat.st_size, int(sample_rate))
 
 
-@njit(**JIT)
+@register_jitable(**_HELPER_JIT)
 def _read(data, n_file, pos):
     """Linear interpolation of ``data`` at ``pos``, clamped inside the file."""
     i = int(pos)
@@ -194,7 +198,7 @@ def _read(data, n_file, pos):
     return a + frac * (data[i + 1] - a)
 
 
-@njit(**JIT)
+@register_jitable(**_HELPER_JIT)
 def _spawn_grain(state, key, p1, n_file, sample_rate):
     """Start a grain in the first free slot (none free: the grain is skipped);
     return the frames until the next one."""

@@ -408,3 +408,31 @@ def test_melody_errors_name_the_option() -> None:
     g.output(g.node("melody", name="tune", low_hz=900.0, high_hz=300.0))
     with pytest.raises(GraphError, match=r"tune \(melody\).*high_hz.*below low_hz"):
         compile_graph(g)
+
+
+def test_a_scene_file_plays_a_pad_and_a_melody(tmp_path) -> None:
+    """The nodes as a sound designer writes them: chords into a saw bank's fm."""
+    from engine.scenes.format import load_scene_file
+
+    scene = tmp_path / "dusk.yaml"
+    scene.write_text(
+        "name: dusk\n"
+        "description: a pad and a line in D dorian\n"
+        "layers:\n"
+        "  pad:\n"
+        "    nodes:\n"
+        "      chord: {type: chords, voices: 4, scale: dorian, root_hz: 73.42,\n"
+        "              register_hz: 220, change_s: 2, glide_s: 0.5}\n"
+        "      saws: {type: saw, fm: chord, frequency_hz: 0, amplitude: 0.1}\n"
+        "      soft: {type: ladder, in: saws, cutoff_hz: 900}\n"
+        "      sum: {type: mix, in: soft}\n"
+        "    output: sum\n"
+        "  line:\n"
+        "    nodes:\n"
+        "      tune: {type: melody, scale: dorian, root_hz: 293.66, density_hz: 2}\n"
+        "    output: tune\n"
+    )
+    _, graph = load_scene_file(scene)
+    audio = render_graph(graph, 5 * FS, 512, FS)
+    assert np.all(np.isfinite(audio))
+    assert 0.01 < np.sqrt(np.mean(audio**2)) < 1.0

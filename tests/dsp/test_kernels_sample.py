@@ -310,3 +310,23 @@ def test_errors_name_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_unknown_mode_suggests_the_near_one(tone_file: str) -> None:
     message = _compile_error(path=tone_file, mode="granulr")
     assert "bed (sample)" in message and "did you mean 'granular'" in message
+
+
+def test_scene_file_error_names_the_sample_path(tmp_path: Path) -> None:
+    from engine.scenes.errors import SceneError
+    from engine.scenes.format import load_scene_file
+
+    scene = tmp_path / "field.yaml"
+    scene.write_text(
+        "name: field\n"
+        "description: a field recording, looped\n"
+        "layers:\n"
+        "  bed:\n"
+        "    nodes:\n"
+        "      loop: {type: sample, path: no-such-recording.flac, mode: loop}\n"
+        "    output: loop\n"
+    )
+    with pytest.raises(SceneError) as caught:
+        load_scene_file(scene)
+    message = str(caught.value)
+    assert "field.yaml" in message and "no-such-recording.flac" in message
