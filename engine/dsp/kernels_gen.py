@@ -553,14 +553,18 @@ def melody(bufs, row, p0, p1, state, sample_rate, n_frames):
                         level *= fall
                         if level < ENVELOPE_FLOOR:
                             level = 0.0
-                    phase2 = 2.0 * phase
-                    phase2 -= math.floor(phase2)
-                    phase3 = 3.0 * phase
-                    phase3 -= math.floor(phase3)
+                    # Harmonics from the fundamental's sine and cosine:
+                    # sin 2x = 2 sin x cos x, sin 3x = 3 sin x - 4 sin^3 x (two
+                    # table reads instead of three, and less code to compile).
+                    sin1 = sine_lookup(phase)
+                    cos_phase = phase + 0.25
+                    if cos_phase >= 1.0:
+                        cos_phase -= 1.0
+                    cos1 = sine_lookup(cos_phase)
                     wave = (
-                        sine_lookup(phase)
-                        + h2 * sine_lookup(phase2)
-                        + h3 * sine_lookup(phase3)
+                        sin1
+                        + h2 * (2.0 * sin1 * cos1)
+                        + h3 * sin1 * (3.0 - 4.0 * sin1 * sin1)
                     )
                     out[f] += (gain * level) * wave
                     phase += inc

@@ -81,6 +81,15 @@ _CENT_LN = math.log(2.0) / 1200.0
 # Helpers compile into the kernel (a separate njit function costs its own
 # compile pipeline when the interpreter is built).
 _HELPER_JIT = {"fastmath": SAFE_FASTMATH, "error_model": "numpy"}
+# Parameter columns (two per parameter: the node is stereo; the left one rules).
+_P_GAIN_DB = 0
+_P_GRAIN_MS = 2
+_P_DENSITY_HZ = 4
+_P_POSITION = 6
+_P_JITTER_MS = 8
+_P_PITCH_CENTS = 10
+_P_PITCH_JITTER_CENTS = 12
+_P_SPREAD = 14
 _LOOP = 0
 _GRANULAR = 1
 # State header.
@@ -208,18 +217,21 @@ def _spawn_grain(state, key, p1, n_file, sample_rate):
     u_pan = uniform(key, counter + 2.0)
     u_gap = 0.5 * (uniform(key, counter + 3.0) + 1.0)
     state[_S_COUNTER] = counter + 4.0
-    grain_ms = p1[2]
-    density = p1[4]
+    grain_ms = p1[_P_GRAIN_MS]
+    density = p1[_P_DENSITY_HZ]
     length = max(2.0, math.floor(grain_ms * 0.001 * sample_rate + 0.5))
-    rate = math.exp((p1[10] + p1[12] * u_pitch) * _CENT_LN)
-    start = p1[6] * (n_file - 1) + u_pos * p1[8] * 0.001 * sample_rate
+    rate = math.exp(
+        (p1[_P_PITCH_CENTS] + p1[_P_PITCH_JITTER_CENTS] * u_pitch) * _CENT_LN
+    )
+    start = p1[_P_POSITION] * (n_file - 1)
+    start += u_pos * p1[_P_JITTER_MS] * 0.001 * sample_rate
     last_start = n_file - 1.0 - (length - 1.0) * rate
     start = min(max(start, 0.0), max(last_start, 0.0))
     overlap = density * grain_ms * 0.001
     level = min(1.0, 1.0 / math.sqrt(max(_HANN_POWER * overlap, 1e-12)))
     # Equal-power pan, unity at the centre: the square-root law, whose sides
     # are exactly equal at pan 0 (cos and sin of pi/4 differ by an ulp).
-    pan = p1[14] * u_pan
+    pan = p1[_P_SPREAD] * u_pan
     for k in range(MAX_GRAINS):
         g = _S_GRAINS + k * _G
         if state[g] <= 0.0:
@@ -247,8 +259,8 @@ def sample(bufs, row, p0, p1, state, sample_rate, n_frames):
     channels = int(state[_S_CHANNELS])
     left = state[_S_DATA : _S_DATA + n_file]
     right = state[_S_DATA + (channels - 1) * n_file : _S_DATA + channels * n_file]
-    gain = db_to_gain(p0[0])
-    gain_step = (db_to_gain(p1[0]) - gain) / n_frames
+    gain = db_to_gain(p0[_P_GAIN_DB])
+    gain_step = (db_to_gain(p1[_P_GAIN_DB]) - gain) / n_frames
     if state[_S_MODE] == _LOOP:
         pos = int(state[_S_POS])
         fade = int(state[_S_XFADE])
