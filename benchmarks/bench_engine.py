@@ -121,11 +121,15 @@ def time_program(program, seconds: float, repeats: int = 5) -> dict:
     }
 
 
-# Extra per-node rows: nodes whose defaults leave their costly path idle.
+# Extra per-node rows: nodes whose defaults leave their costly path idle, and
+# settings some nodes need to run as they are used (a chord has 4 notes; the
+# sample node reads a 10 s stereo noise file, made when the benchmark runs).
 NODE_VARIANTS = {
     "bands animated": ("bands", {"gain_1khz_db": 6.0, "animate_db": 6.0}),
     "grains 200/s": ("grains", {"rate_hz": 200.0, "duration_ms": 40.0}),
+    "sample granular": ("sample", {"mode": "granular"}),
 }
+NODE_SETTINGS = {"chords": {"voices": 4}}
 
 
 def node_scenarios() -> dict[str, object]:
@@ -136,19 +140,26 @@ def node_scenarios() -> dict[str, object]:
     from engine.graph import Graph, compile_graph
 
     types = node_types()
-    rows = [(name, name, {}) for name in sorted(types) if name != "input"]
-    rows += [(label, name, kw) for label, (name, kw) in NODE_VARIANTS.items()]
+    sample_path = _bench_sample_file()
+    rows = [
+        (name, name, dict(NODE_SETTINGS.get(name, {})))
+        for name in sorted(types)
+        if name != "input"
+    ]
+    rows += [(label, name, dict(kw)) for label, (name, kw) in NODE_VARIANTS.items()]
     programs = {}
     rng = np.random.default_rng(0)
-    for label, name, settings in rows:
+    for label, name, extra in rows:
         spec = types[name]
+        if name == "sample":
+            extra["path"] = sample_path
         g = Graph()
-        voices = spec.fixed_voices or 1
+        voices = extra.get("voices", spec.fixed_voices or 1)
         inputs = {}
         if spec.inputs:
             src = g.input(voices, name="src")
             inputs[spec.inputs[0]] = src
-        node = g.node(name, name="node", **inputs, **settings)
+        node = g.node(name, name="node", **inputs, **extra)
         g.output(node if spec.output_width(voices) <= 2 else g.node("mix", node))
         program = compile_graph(g, sample_rate=RATE, max_block_size=BLOCK)
         in_slot = int(program.info[INFO_IN_SLOT])
@@ -158,6 +169,16 @@ def node_scenarios() -> dict[str, object]:
             )
         programs[label] = program
     return programs
+
+
+def _bench_sample_file() -> str:
+    """A 10 s stereo noise WAV in a temporary directory, for the sample node."""
+    import soundfile
+
+    path = Path(tempfile.mkdtemp(prefix="bench-sample-")) / "noise.wav"
+    noise = 0.1 * np.random.default_rng(1).standard_normal((10 * RATE, 2))
+    soundfile.write(path, noise, RATE)
+    return str(path)
 
 
 def cold_and_cached_start() -> dict:

@@ -105,9 +105,10 @@ def run_scene(name: str, seconds: float) -> dict:
         clicks += int(find_clicks(audio[a:b], RATE).size)
     span = round(COMPARE_S * RATE)
     if seconds >= 540:
-        first, last = audio[60 * RATE : 60 * RATE + span, 0], audio[
-            480 * RATE : 480 * RATE + span, 0
-        ]
+        first, last = (
+            audio[60 * RATE : 60 * RATE + span, 0],
+            audio[480 * RATE : 480 * RATE + span, 0],
+        )
     else:
         first, last = audio[skip : skip + span // 4, 0], audio[-span // 4 :, 0]
     return {

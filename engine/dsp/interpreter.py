@@ -17,11 +17,13 @@ from numba import njit
 from engine.dsp import kernels_eq as eq
 from engine.dsp import kernels_event as event
 from engine.dsp import kernels_filter as flt
+from engine.dsp import kernels_gen as gen
 from engine.dsp import kernels_master as master
 from engine.dsp import kernels_mix as mixing
 from engine.dsp import kernels_mod as mod
 from engine.dsp import kernels_noise as noise
 from engine.dsp import kernels_osc as osc
+from engine.dsp import kernels_sample as smp
 from engine.dsp import kernels_time as time
 from engine.dsp.jit import JIT, JIT_INLINE
 from engine.dsp.layout import (
@@ -77,6 +79,9 @@ _GRAINS = int(Op.GRAINS)
 _PULSE = int(Op.PULSE)
 _HEARTBEAT = int(Op.HEARTBEAT)
 _BANDS = int(Op.BANDS)
+_CHORDS = int(Op.CHORDS)
+_MELODY = int(Op.MELODY)
+_SAMPLE = int(Op.SAMPLE)
 
 
 @njit(**JIT_INLINE)
@@ -208,6 +213,12 @@ def run_nodes(instr, params, state, bufs, n_instr, sample_rate, n_frames):
             event.heartbeat(bufs, row, p0, p1, st, sample_rate, n_frames)
         elif op == _BANDS:
             eq.bands(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _CHORDS:
+            gen.chords(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _MELODY:
+            gen.melody(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _SAMPLE:
+            smp.sample(bufs, row, p0, p1, st, sample_rate, n_frames)
         # Op.INPUT has no kernel: the engine fills its slots.
 
 

@@ -52,3 +52,7 @@ class Op(IntEnum):
     PULSE = 82
     HEARTBEAT = 83
     BANDS = 84
+    # Generative pitch (kernels_gen) and sample playback (kernels_sample).
+    CHORDS = 90
+    MELODY = 91
+    SAMPLE = 92
