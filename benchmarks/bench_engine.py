@@ -173,9 +173,14 @@ def node_scenarios() -> dict[str, object]:
 
 def _bench_sample_file() -> str:
     """A 10 s stereo noise WAV in a temporary directory, for the sample node."""
+    import atexit
+    import shutil
+
     import soundfile
 
-    path = Path(tempfile.mkdtemp(prefix="bench-sample-")) / "noise.wav"
+    folder = tempfile.mkdtemp(prefix="bench-sample-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "noise.wav"
     noise = 0.1 * np.random.default_rng(1).standard_normal((10 * RATE, 2))
     soundfile.write(path, noise, RATE)
     return str(path)
