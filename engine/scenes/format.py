@@ -245,7 +245,10 @@ def _expand_texture(source: YamlSource, path: KeyPath, layer: dict[str, Any]) ->
                 f"texture {texture.name} has no parameter {key!r}"
                 f"{did_you_mean(key, texture.params)}; it has: {known}",
             )
-        if spec.choices:
+        if spec.file:
+            text = Text().check(source, where, value)
+            params[key] = str(Path(source.file).parent / Path(text).expanduser())
+        elif isinstance(spec.default, str):
             params[key] = Text(choices=spec.choices).check(source, where, value)
         else:
             params[key] = Number(

@@ -37,6 +37,7 @@ class TextureParam:
     unit: str = ""
     doc: str = ""
     choices: tuple[str, ...] = ()
+    file: bool = False  # a file path, relative to the scene file
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,97 @@ def _drone(p: dict[str, Any]) -> tuple[Nodes, str]:
     }, "room"
 
 
+_SCALES = (
+    "major",
+    "natural_minor",
+    "dorian",
+    "lydian",
+    "mixolydian",
+    "pentatonic_major",
+    "pentatonic_minor",
+)
+
+
+@texture(
+    "pad",
+    "a soft pad drifting through slowly changing chords of a scale",
+    "harmony (chords: frequencies), voices (saw, following harmony), shimmer "
+    "(lfo), soft (ladder), spread (pan), room (reverb)",
+    scale=TextureParam("major", choices=_SCALES),
+    root_hz=TextureParam(110.0, 40.0, 440.0, "Hz", "the key's root"),
+    change_s=TextureParam(12.0, 2.0, 120.0, "s", "seconds per chord"),
+    brightness=TextureParam(0.3),
+)
+def _pad(p: dict[str, Any]) -> tuple[Nodes, str]:
+    root = p["root_hz"]
+    return {
+        "harmony": {
+            "type": "chords",
+            "voices": 4,
+            "scale": p["scale"],
+            "chord": "seventh",
+            "root_hz": root,
+            "register_hz": root * 2.0,
+            "change_s": p["change_s"],
+            "glide_s": min(3.0, 0.3 * p["change_s"]),
+        },
+        "voices": {
+            "type": "saw",
+            "fm": "harmony",
+            "frequency_hz": [0.0, 0.0, 0.0, 0.0],
+            "amplitude": [0.08, 0.07, 0.07, 0.06],
+        },
+        "shimmer": {
+            "type": "lfo",
+            "shape": "smooth_random",
+            "rate_hz": 0.07,
+            "depth": 0.6,
+        },
+        "soft": {
+            "type": "ladder",
+            "in": "voices",
+            "cutoff_mod": "shimmer",
+            "cutoff_hz": min(root * (4.0 + 16.0 * p["brightness"]), 9000.0),
+            "resonance": 0.1,
+        },
+        "spread": {"type": "pan", "in": "soft", "pan": [-0.7, 0.7, -0.3, 0.3]},
+        "room": _room("spread", 6.0, 0.45, 0.95),
+    }, "room"
+
+
+@texture(
+    "melody",
+    "a generative melodic line in a scale, never repeating",
+    "line (melody), echo (delay), room (reverb)",
+    scale=TextureParam("major", choices=_SCALES),
+    root_hz=TextureParam(220.0, 55.0, 880.0, "Hz", "the key's root"),
+    density_hz=TextureParam(1.0, 0.1, 8.0, "Hz", "notes per second"),
+    low_hz=TextureParam(220.0, 55.0, 2000.0, "Hz", "lowest note"),
+    high_hz=TextureParam(880.0, 110.0, 4000.0, "Hz", "highest note"),
+)
+def _melody(p: dict[str, Any]) -> tuple[Nodes, str]:
+    return {
+        "line": {
+            "type": "melody",
+            "scale": p["scale"],
+            "root_hz": p["root_hz"],
+            "density_hz": p["density_hz"],
+            "low_hz": min(p["low_hz"], p["high_hz"] / 2.0),
+            "high_hz": p["high_hz"],
+            "amplitude": 0.2,
+        },
+        "echo": {
+            "type": "delay",
+            "in": "line",
+            "delay_s": 0.45,
+            "feedback": 0.35,
+            "mix": 0.25,
+            "damping_hz": 3000.0,
+        },
+        "room": _room("echo", 4.0, 0.4, 0.9),
+    }, "room"
+
+
 _COLORS = ("white", "pink", "brown")
 
 
@@ -562,6 +654,21 @@ def _am(p: dict[str, Any]) -> tuple[Nodes, str]:
             "depth": p["depth"],
         },
     }, "swell"
+
+
+@texture(
+    "sample",
+    "your own WAV/FLAC file (up to 60 s), looped seamlessly or granulated",
+    "file (sample), room (reverb)",
+    path=TextureParam("", doc="the file, relative to the scene", file=True),
+    mode=TextureParam("loop", choices=("loop", "granular")),
+    room=TextureParam(0.2, 0.0, 1.0, "", "how much reverb"),
+)
+def _sample(p: dict[str, Any]) -> tuple[Nodes, str]:
+    return {
+        "file": {"type": "sample", "path": p["path"], "mode": p["mode"]},
+        "room": _room("file", 3.0, p["room"]),
+    }, "room"
 
 
 def texture_names() -> list[str]:

@@ -32,7 +32,8 @@ def render_texture(
     return engine.render(round(seconds * RATE), block_size=256)
 
 
-@pytest.mark.parametrize("name", sorted(TEXTURES))
+# The sample texture needs a file: it has its own test below.
+@pytest.mark.parametrize("name", sorted(set(TEXTURES) - {"sample"}))
 def test_every_texture_sounds_and_stays_finite_and_under_the_ceiling(
     tmp_path: Path, name: str
 ) -> None:
@@ -153,3 +154,25 @@ def test_heartbeat_beats_at_its_rate(tmp_path: Path) -> None:
 def test_thunder_rolls_only_when_fired(tmp_path: Path) -> None:
     x = render_texture(tmp_path, "thunder", 3.0)
     assert np.max(np.abs(x)) == 0.0  # silent until its trigger fires
+
+
+def test_pad_plays_chords_of_its_scale(tmp_path: Path) -> None:
+    x = render_texture(tmp_path, "pad", 6.0, scale="major", root_hz=110, change_s=20)
+    spectrum = np.abs(np.fft.rfft(x[3 * RATE :, 0]))
+    f = np.fft.rfftfreq(3 * RATE, 1 / RATE)
+    # The strongest partials below 400 Hz sit on notes of A major.
+    low = (f > 80) & (f < 400)
+    top = f[low][np.argsort(spectrum[low])[-4:]]
+    semitones = 12 * np.log2(top / 110.0)
+    degrees = np.round(semitones) % 12
+    assert np.all(np.abs(semitones - np.round(semitones)) < 0.25)
+    assert set(degrees.astype(int)) <= {0, 2, 4, 5, 7, 9, 11}
+
+
+def test_sample_texture_reads_a_file_next_to_the_scene(tmp_path: Path) -> None:
+    import soundfile
+
+    t = np.arange(2 * RATE) / RATE
+    soundfile.write(tmp_path / "tone.wav", 0.3 * np.sin(2 * np.pi * 330 * t), RATE)
+    x = render_texture(tmp_path, "sample", 3.0, path="tone.wav", room=0)
+    assert _peak_hz(x[RATE // 2 : 3 * RATE // 2, 0]) == pytest.approx(330.0, abs=1.0)
