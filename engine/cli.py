@@ -246,8 +246,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     except AudioDeviceError as exc:
         raise CliError(str(exc).replace("\n", "; ")) from None
     player.start()
+    started = time.monotonic()  # the stream's time counts from here
     surface = _start_osc(args, scenes, player) if not args.no_osc else None
-    started = time.monotonic()
     steal_before = host_steal_ms()
     warm = None
     try:

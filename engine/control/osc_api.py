@@ -219,6 +219,15 @@ class _ReplyBudget:
         self._buckets: OrderedDict[Hashable, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, key: Hashable) -> bool:
+        """Whether ``take`` would succeed now (nothing is taken)."""
+        now_s = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return True
+            return bucket[0] + (now_s - bucket[1]) * self.rate_hz >= 1.0
+
     def take(self, key: Hashable) -> bool:
         now_s = time.monotonic()
         with self._lock:
@@ -297,6 +306,7 @@ class OscApi:
         self._loader: threading.Thread | None = None
         self._stop = threading.Event()
         self._installed = False
+        self._fixed: list[str] = []
 
     # Life cycle ----------------------------------------------------------------
 
@@ -703,6 +713,11 @@ class OscApi:
             self._count("unknown_address")  # not ours: games send all sorts
             return
         self._count("rejected")
+        # A suggestion costs a fuzzy match: only for a reply that will go out
+        # (a bundle of 250 unknown addresses must not cost 250 of them).
+        if not self._replies.peek((sender.host, sender.port, sender.transport)):
+            self._count("replies_suppressed")
+            return
         rest = address[len(self.prefix) + 1 :]
         family, _, name = rest.partition("/")
         hint = ""
