@@ -8,6 +8,8 @@
                       [--script FILE]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
                     [--stats FILE] [--set INPUT=VALUE ...] [--state S]
+                    [--no-osc] [--osc-host H] [--osc-port 9000] [--osc-allow CIDR]
+                    [--osc-prefix /soundscape] [--hr-bridge all] [--aliases FILE]
     soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
                       [--prefix /soundscape] [--seconds N] [--speed X]
                       [--seed S] [--dropouts] [--ectopic-per-min R]
@@ -233,18 +235,19 @@ def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.stats import host_steal_ms
 
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
-    player = start_scene(
+    scenes = start_scene(
         engine, args.scene, dict(args.set), args.state, lookahead_s=LOOKAHEAD_S
     )
-    if player is not None:
-        player.watch()  # saving the scene file crossfades the edit in
+    if scenes is not None:
+        scenes.watch()  # saving the scene file crossfades the edit in
     refresh_devices()
     try:
         player = LivePlayer(engine, device=args.device, block_size=args.block_size)
     except AudioDeviceError as exc:
         raise CliError(str(exc).replace("\n", "; ")) from None
     player.start()
-    started = time.monotonic()
+    started = time.monotonic()  # the stream's time counts from here
+    surface = _start_osc(args, scenes, player) if not args.no_osc else None
     steal_before = host_steal_ms()
     warm = None
     try:
@@ -254,6 +257,9 @@ def cmd_play(args: argparse.Namespace) -> int:
                 warm = player.snapshot()
     except KeyboardInterrupt:
         pass
+    finally:
+        if surface is not None:
+            surface.stop()
     # Fade to silence before stopping, so the end never clicks.
     engine.load(silent_graph(), fade_s=END_FADE_S)
     time.sleep(END_FADE_S + 0.05)
@@ -279,6 +285,8 @@ def cmd_play(args: argparse.Namespace) -> int:
         # the machine's, not the engine's.
         "host_steal_ms": round(host_steal_ms() - steal_before, 1),
     }
+    if surface is not None:
+        report["osc"] = surface.counters()
     if args.stats:
         try:
             Path(args.stats).write_text(json.dumps(report, indent=2) + "\n")
@@ -291,6 +299,35 @@ def cmd_play(args: argparse.Namespace) -> int:
         f"max callback {final.callback_us_max:.0f} us"
     )
     return 0
+
+
+def _start_osc(args: argparse.Namespace, scenes: ScenePlayer | None, live) -> object:
+    """The OSC control surface for ``play`` (engine/control/osc_surface.py)."""
+    from engine.control.osc_surface import OscSettings, OscSurface
+    from engine.scenes.errors import SceneError
+    from engine.scenes.player import ScenePlayer
+
+    if scenes is None:  # a built-in demo: volume, status and /scene still work
+        scenes = ScenePlayer(live.engine, lookahead_s=LOOKAHEAD_S)
+    settings = OscSettings(
+        host=args.osc_host,
+        port=args.osc_port,
+        prefix=args.osc_prefix,
+        hr_bridge=args.hr_bridge,
+        aliases_file=args.aliases,
+        allow_networks=tuple(args.osc_allow),
+    )
+    try:
+        surface = OscSurface(scenes, settings, live=live).start()
+    except (OSError, ValueError, SceneError) as exc:
+        live.stop()
+        raise CliError(f"OSC: {exc}".replace("\n", "; ")) from None
+    print(
+        f"OSC on {settings.host}:{surface.port} (UDP and TCP), prefix "
+        f"{settings.prefix}, heart-rate bridges: {settings.hr_bridge}",
+        file=sys.stderr,
+    )
+    return surface
 
 
 def cmd_hr_sim(args: argparse.Namespace) -> int:
@@ -361,6 +398,28 @@ def _add_set_option(command: argparse.ArgumentParser) -> None:
     command.add_argument("--state", help="start the scene in this state")
 
 
+def _add_osc_options(command: argparse.ArgumentParser) -> None:
+    osc = command.add_argument_group("OSC control (docs/osc.md)")
+    osc.add_argument("--no-osc", action="store_true", help="run without OSC")
+    osc.add_argument("--osc-host", default="127.0.0.1", help="interface to bind")
+    osc.add_argument("--osc-port", type=int, default=9000, help="UDP and TCP port")
+    osc.add_argument("--osc-prefix", default="/soundscape", help="address prefix")
+    osc.add_argument(
+        "--osc-allow",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="source network allowed besides loopback (needed with --osc-host)",
+    )
+    osc.add_argument(
+        "--hr-bridge",
+        default="all",
+        help="heart-rate bridge presets: all, none, or hrtovrchat, iron-heart, "
+        "vrcosc, generic (joined by commas)",
+    )
+    osc.add_argument("--aliases", metavar="FILE", help="OSC alias table (YAML)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soundscape", description="Real-time adaptive soundscape engine."
@@ -402,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, default=0)
     play.add_argument("--stats", default=None, help="write run statistics (JSON)")
     _add_set_option(play)
+    _add_osc_options(play)
     play.set_defaults(func=cmd_play)
 
     hr_sim = sub.add_parser(

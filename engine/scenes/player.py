@@ -307,8 +307,10 @@ class ScenePlayer:
                 f"unknown scene {str(scene)!r}{did_you_mean(str(scene), known)}; "
                 f"shipped: {', '.join(known)}"
             )
+        # Compiling and measuring take up to seconds: outside the lock, so the
+        # OSC receive threads and the model loop are not held up meanwhile.
+        loaded = self._prepare(path, input_values, state)
         with self._lock:
-            loaded = self._prepare(path, input_values, state)
             if fade_s is None and self._loaded is not None:
                 fade_s = DEFAULT_SCENE_FADE_S
             self._install(loaded, fade_s, keep_grid=False)
