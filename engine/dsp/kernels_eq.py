@@ -217,7 +217,13 @@ def _bands_update(state, vb, p0, p1, voices, voice, t, key, steady, sample_rate)
             g = 0.0
         state[vb + _V_GAIN + j] = g
         a1, a2_, a3, _, m1, _ = _svf_coeffs(
-            1000.0 * 2.0 ** (j - 5), BAND_Q, g, _PEAK, 0.0, sample_rate
+            # A float exponent: an int one compiles a check that can raise.
+            1000.0 * 2.0 ** float(j - 5),
+            BAND_Q,
+            g,
+            _PEAK,
+            0.0,
+            sample_rate,
         )
         c = vb + _V_COEF + 4 * j
         state[c] = a1

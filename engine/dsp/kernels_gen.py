@@ -393,7 +393,8 @@ _CHORD_PARAMS = (
 # melody ------------------------------------------------------------------------
 
 # Rhythm grid in units; a rest adds REST_UNITS to the gap after a note.
-_NOTE_UNITS = (0.5, 1.0, 1.0, 2.0)
+# An array, not a tuple: a tuple indexed at run time compiles an IndexError.
+_NOTE_UNITS = np.array([0.5, 1.0, 1.0, 2.0])
 MEAN_NOTE_UNITS = sum(_NOTE_UNITS) / len(_NOTE_UNITS)
 REST_UNITS = 2.0
 NOTES_PER_LINE = 4
