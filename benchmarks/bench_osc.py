@@ -104,9 +104,17 @@ class BusyThread:
         self._stop.set()
         self._thread.join()
 
+    def __enter__(self) -> BusyThread:  # noqa: PYI034 - Self needs Python 3.11
+        self.start()
+        return self
 
-def _stats_us(latencies_ns: list[int]) -> dict:
-    values = np.asarray(latencies_ns, dtype=np.float64) / 1000.0
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stats_us(latencies_us) -> dict:
+    """Count, p50, p99 and max of latencies in microseconds."""
+    values = np.asarray(latencies_us, dtype=np.float64)
     return {
         "n": int(values.size),
         "p50_us": float(np.percentile(values, 50)),
@@ -142,7 +150,7 @@ def measure_latency(seconds: float, busy: bool, switch_interval_s: float) -> dic
     finally:
         sys.setswitchinterval(old_interval)
     # The first messages meet a cold process (imports, first allocations).
-    stats = _stats_us(latencies[50:])
+    stats = stats_us(np.asarray(latencies[50:]) / 1000.0)
     stats["received"] = counts["received"]
     stats["max_handling_us"] = counts["max_handling_us"]
     return stats
@@ -228,7 +236,9 @@ def measure_flood(seconds: float) -> dict:
         "burst": DEFAULT_BURST,
         "second_sent": int(20 * seconds),
         "second_handled": len(second_latencies),
-        "second_latency": _stats_us(second_latencies) if second_latencies else None,
+        "second_latency": stats_us(np.asarray(second_latencies) / 1000.0)
+        if second_latencies
+        else None,
         "server_cpu_percent": 100.0 * cpu_s / seconds,
         "internal_errors": counts["internal_errors"],
         "max_handling_us": counts["max_handling_us"],

@@ -51,6 +51,7 @@ RATE = 48000
 BLOCK = 128
 GAME = ROOT / "tests" / "scenes" / "data" / "game.yaml"
 
+from benchmarks.bench_osc import BusyThread, stats_us
 
 # --- sender processes -----------------------------------------------------------
 
@@ -250,26 +251,6 @@ def measure_flood(seconds: float) -> dict:
         playing.stop()
 
 
-class Busy:
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for i in range(10_000):
-                total += i * i
-
-    def __enter__(self) -> Busy:  # noqa: PYI034 - Self needs Python 3.11
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def measure_latency(seconds: float, busy: bool, path: str) -> dict:
     """Send time -> target written, polled; ``path`` 'input' or 'param'."""
     from engine.dsp.layout import P_TARGET
@@ -335,19 +316,13 @@ def measure_latency(seconds: float, busy: bool, path: str) -> dict:
             time.sleep(0.3)
 
         if busy:
-            with Busy():
+            with BusyThread():
                 run()
         else:
             run()
         stop.set()
         poller.join()
-        values = np.asarray(latencies_us[20:])
-        return {
-            "n": int(values.size),
-            "p50_us": float(np.percentile(values, 50)),
-            "p99_us": float(np.percentile(values, 99)),
-            "max_us": float(values.max()),
-        }
+        return stats_us(latencies_us[20:])
     finally:
         playing.stop()
 
