@@ -4,14 +4,22 @@
     soundscape scenes
     soundscape validate FILE...
     soundscape render SCENE --seconds N -o FILE [--seed S] [--sample-rate R]
-                      [--block-size B] [--set INPUT=VALUE ...]
+                      [--block-size B] [--set INPUT=VALUE ...] [--state S]
+                      [--script FILE]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
                     [--stats FILE] [--set INPUT=VALUE ...]
     soundscape config show [--config PATH] [daemon flags...]
     soundscape service install|uninstall [--config PATH]
+                    [--stats FILE] [--set INPUT=VALUE ...] [--state S]
+                    [--no-osc] [--osc-host H] [--osc-port 9000] [--osc-allow CIDR]
+                    [--osc-prefix /soundscape] [--hr-bridge all] [--aliases FILE]
+    soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
+                      [--prefix /soundscape] [--seconds N] [--speed X]
+                      [--seed S] [--dropouts] [--ectopic-per-min R]
 
 SCENE is a scene file (``path/to/scene.yaml``), the name of one in ``scenes/``,
-or a built-in demo graph. Errors are one line on stderr and a non-zero exit,
+or a built-in demo graph. While ``play`` runs, saving the scene file crossfades
+the edit in (a broken edit is reported and the old version plays on). Errors are one line on stderr and a non-zero exit,
 never a traceback.
 
 Audio thread: no.
@@ -26,47 +34,52 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.demos import DEMOS
-from engine.graph.graph import Graph
 from engine.naming import did_you_mean
+from engine.scenes.library import find_scene, scene_files
 
-# The scenes shipped with the engine (beside the package in a checkout).
-SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
+if TYPE_CHECKING:
+    from engine.rt.engine import Engine
+    from engine.scenes.player import ScenePlayer
+
 WARMUP_S = 0.5
 END_FADE_S = 0.3
+# Quantized changes are placed at least this far ahead of the audio clock live.
+LOOKAHEAD_S = 0.05
 
 
 class CliError(Exception):
     """An error to print as one line before exiting with status 1."""
 
 
-def scene_files() -> dict[str, Path]:
-    """The shipped scene files, by name."""
-    return {p.stem: p for p in sorted(SCENES_DIR.glob("*.yaml"))}
+def start_scene(
+    engine: Engine,
+    name: str,
+    input_values: dict[str, float] | None = None,
+    state: str | None = None,
+    lookahead_s: float = 0.0,
+) -> ScenePlayer | None:
+    """Load a scene onto ``engine``: a file path or a shipped scene's name (with
+    a :class:`ScenePlayer`, returned), or a built-in demo graph (None)."""
+    from engine.scenes.player import ScenePlayer
 
-
-def load_scene(name: str, input_values: dict[str, float] | None = None) -> Graph:
-    """The graph of a scene: a file path, a shipped scene's name, or a demo;
-    ``input_values`` start the scene's inputs there (``--set``)."""
-    from engine.scenes.format import load_scene_file
-
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return load_scene_file(path, input_values)[1]
-    files = scene_files()
-    if name in files:
-        return load_scene_file(files[name], input_values)[1]
+    if find_scene(name) is not None:
+        player = ScenePlayer(engine, lookahead_s=lookahead_s)
+        player.load(name, input_values=input_values, state=state)
+        return player
     builder = DEMOS.get(name)
     if builder is None:
-        known = sorted({*files, *DEMOS})
+        known = sorted({*scene_files(), *DEMOS})
         raise CliError(
             f"unknown scene {name!r}{did_you_mean(name, known)}; "
             f"available: {', '.join(known)}"
         )
-    if input_values:
-        raise CliError(f"{name} is a built-in demo: it has no inputs to --set")
-    return builder()
+    if input_values or state:
+        raise CliError(f"{name} is a built-in demo: it has no inputs or states")
+    engine.load(builder())
+    return None
 
 
 def _input_setting(text: str) -> tuple[str, float]:
@@ -160,8 +173,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     if path.suffix.lower() not in (".wav", ".flac"):
         raise CliError(f"{path}: output must end in .wav or .flac")
     check_audio_settings(args.sample_rate, args.block_size)
-    graph = load_scene(args.scene, dict(args.set))
+    actions = []
+    if args.script:
+        from engine.scenes.script import load_script
+
+        actions = load_script(args.script)
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
+    player = start_scene(engine, args.scene, dict(args.set), args.state)
+    if actions and player is None:
+        raise CliError(f"{args.scene} is a built-in demo: a script needs a scene")
     # FLAC holds integers only; WAV keeps the engine's float output exactly.
     subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
     try:
@@ -174,21 +194,31 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     except (OSError, RuntimeError, sf.LibsndfileError) as exc:
         raise CliError(f"cannot write {path}: {exc}") from None
-    engine.load(graph)
     total = round(args.seconds * args.sample_rate)
     chunk = args.sample_rate  # one second at a time keeps memory flat
     started = time.monotonic()
     peak = 0.0
-    with out_file:
-        done = 0
-        while done < total:
-            n = min(chunk, total - done)
+    done = 0
+
+    def render(n_frames: int) -> None:
+        nonlocal peak, done
+        while n_frames > 0:
+            n = min(chunk, n_frames)
             audio = engine.render(n, block_size=args.block_size)
-            peak = max(peak, float(np.max(np.abs(audio))) if n else 0.0)
+            peak = max(peak, float(np.max(np.abs(audio))))
             out_file.write(audio)
             done += n
+            n_frames -= n
             if not args.quiet:
                 _progress(done, total, started)
+
+    with out_file:
+        if player is not None:
+            from engine.scenes.script import run_script
+
+            run_script(player, actions, total, render)
+        else:
+            render(total)
     if not args.quiet:
         sys.stderr.write("\n")
     elapsed = time.monotonic() - started
@@ -207,16 +237,20 @@ def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.live import LivePlayer
     from engine.rt.stats import host_steal_ms
 
-    graph = load_scene(args.scene, dict(args.set))
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
-    engine.load(graph)
+    scenes = start_scene(
+        engine, args.scene, dict(args.set), args.state, lookahead_s=LOOKAHEAD_S
+    )
+    if scenes is not None:
+        scenes.watch()  # saving the scene file crossfades the edit in
     refresh_devices()
     try:
         player = LivePlayer(engine, device=args.device, block_size=args.block_size)
     except AudioDeviceError as exc:
         raise CliError(str(exc).replace("\n", "; ")) from None
     player.start()
-    started = time.monotonic()
+    started = time.monotonic()  # the stream's time counts from here
+    surface = _start_osc(args, scenes, player) if not args.no_osc else None
     steal_before = host_steal_ms()
     warm = None
     try:
@@ -226,6 +260,9 @@ def cmd_play(args: argparse.Namespace) -> int:
                 warm = player.snapshot()
     except KeyboardInterrupt:
         pass
+    finally:
+        if surface is not None:
+            surface.stop()
     # Fade to silence before stopping, so the end never clicks.
     engine.load(silent_graph(), fade_s=END_FADE_S)
     time.sleep(END_FADE_S + 0.05)
@@ -251,6 +288,8 @@ def cmd_play(args: argparse.Namespace) -> int:
         # the machine's, not the engine's.
         "host_steal_ms": round(host_steal_ms() - steal_before, 1),
     }
+    if surface is not None:
+        report["osc"] = surface.counters()
     if args.stats:
         try:
             Path(args.stats).write_text(json.dumps(report, indent=2) + "\n")
@@ -286,6 +325,84 @@ def cmd_service(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _start_osc(args: argparse.Namespace, scenes: ScenePlayer | None, live) -> object:
+    """The OSC control surface for ``play`` (engine/control/osc_surface.py)."""
+    from engine.control.osc_surface import OscSettings, OscSurface
+    from engine.scenes.errors import SceneError
+    from engine.scenes.player import ScenePlayer
+
+    if scenes is None:  # a built-in demo: volume, status and /scene still work
+        scenes = ScenePlayer(live.engine, lookahead_s=LOOKAHEAD_S)
+    settings = OscSettings(
+        host=args.osc_host,
+        port=args.osc_port,
+        prefix=args.osc_prefix,
+        hr_bridge=args.hr_bridge,
+        aliases_file=args.aliases,
+        allow_networks=tuple(args.osc_allow),
+    )
+    try:
+        surface = OscSurface(scenes, settings, live=live).start()
+    except (OSError, ValueError, SceneError) as exc:
+        live.stop()
+        raise CliError(f"OSC: {exc}".replace("\n", "; ")) from None
+    print(
+        f"OSC on {settings.host}:{surface.port} (UDP and TCP), prefix "
+        f"{settings.prefix}, heart-rate bridges: {settings.hr_bridge}",
+        file=sys.stderr,
+    )
+    return surface
+
+
+def cmd_hr_sim(args: argparse.Namespace) -> int:
+    from engine.sensors.bridges import check_prefix, get_bridge
+    from engine.sensors.hr_sim import beats, get_profile, send_beats
+
+    get_profile(args.profile)
+    get_bridge(args.format)
+    if args.prefix is not None:
+        check_prefix(args.prefix)
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port must be 1..65535, not {args.port}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise CliError(f"--seconds must be positive, not {args.seconds}")
+    stream = beats(
+        args.profile,
+        args.seed,
+        dropouts=args.dropouts,
+        ectopic_per_min=args.ectopic_per_min,
+    )
+    seconds = math.inf if args.seconds is None else args.seconds
+    counted = {"beats": 0}
+
+    def until_end():
+        for beat in stream:
+            if beat.time_s > seconds:
+                return
+            counted["beats"] += 1
+            yield beat
+
+    print(
+        f"hr-sim: {args.profile} as {args.format} to {args.host}:{args.port}, "
+        f"{args.speed:g}x real time (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    sent = 0
+    try:
+        sent = send_beats(
+            until_end(),
+            args.format,
+            args.host,
+            args.port,
+            prefix=args.prefix,
+            speed=args.speed,
+        )
+    except KeyboardInterrupt:
+        pass
+    print(f"sent {counted['beats']} beats in {sent} OSC packets")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -302,6 +419,29 @@ def _add_set_option(command: argparse.ArgumentParser) -> None:
         metavar="INPUT=VALUE",
         help="start a scene input at a value (repeatable)",
     )
+    command.add_argument("--state", help="start the scene in this state")
+
+
+def _add_osc_options(command: argparse.ArgumentParser) -> None:
+    osc = command.add_argument_group("OSC control (docs/osc.md)")
+    osc.add_argument("--no-osc", action="store_true", help="run without OSC")
+    osc.add_argument("--osc-host", default="127.0.0.1", help="interface to bind")
+    osc.add_argument("--osc-port", type=int, default=9000, help="UDP and TCP port")
+    osc.add_argument("--osc-prefix", default="/soundscape", help="address prefix")
+    osc.add_argument(
+        "--osc-allow",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="source network allowed besides loopback (needed with --osc-host)",
+    )
+    osc.add_argument(
+        "--hr-bridge",
+        default="all",
+        help="heart-rate bridge presets: all, none, or hrtovrchat, iron-heart, "
+        "vrcosc, generic (joined by commas)",
+    )
+    osc.add_argument("--aliases", metavar="FILE", help="OSC alias table (YAML)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--block-size", type=_positive_int, default=128)
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_set_option(render)
+    render.add_argument(
+        "--script", help="a YAML list of timed actions (engine/scenes/script.py)"
+    )
     render.set_defaults(func=cmd_render)
 
     play = sub.add_parser("play", help="play a scene live")
@@ -342,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, default=0)
     play.add_argument("--stats", default=None, help="write run statistics (JSON)")
     _add_set_option(play)
+    _add_osc_options(play)
     play.set_defaults(func=cmd_play)
 
     from engine.daemon.config import add_config_arguments
@@ -358,6 +502,20 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("action", choices=("install", "uninstall"))
     service.add_argument("--config", default=None, metavar="PATH")
     service.set_defaults(func=cmd_service)
+    hr_sim = sub.add_parser(
+        "hr-sim", help="send a simulated heart rate over OSC (bridge formats)"
+    )
+    hr_sim.add_argument("--profile", default="rest", help="rest, stress, ...")
+    hr_sim.add_argument("--format", default="generic", help="generic, vrcosc, ...")
+    hr_sim.add_argument("--host", default="127.0.0.1")
+    hr_sim.add_argument("--port", type=int, default=9000)
+    hr_sim.add_argument("--prefix", default=None, help="address prefix")
+    hr_sim.add_argument("--seconds", type=float, default=None, help="default: run")
+    hr_sim.add_argument("--speed", type=float, default=1.0, help="x real time")
+    hr_sim.add_argument("--seed", type=int, default=0)
+    hr_sim.add_argument("--dropouts", action="store_true", help="lose the strap")
+    hr_sim.add_argument("--ectopic-per-min", type=float, default=0.0)
+    hr_sim.set_defaults(func=cmd_hr_sim)
     return parser
 
 

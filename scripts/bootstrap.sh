@@ -191,6 +191,7 @@ run_benchmarks() {
         || log "scsynth not found: the scsynth columns will be empty"
     "$VENV/bin/python" benchmarks/bench_engine.py
     "$VENV/bin/python" benchmarks/bench_realtime.py
+    "$VENV/bin/python" benchmarks/bench_osc.py
     log "results: benchmarks/out/*.json; keep the tables in benchmarks/RESULTS.md"
 }
 

@@ -11,6 +11,7 @@ import pytest
 from scipy.signal import resample_poly
 
 from engine.analysis import (
+    find_clicks,
     integrated_loudness_lufs,
     k_weighting,
     sample_peak_db,
@@ -118,3 +119,44 @@ def test_agrees_with_pyloudnorm_on_noise_with_quiet_parts(rate: int) -> None:
     noise[: 3 * rate] *= 0.01
     reference = pyloudnorm.Meter(rate).integrated_loudness(noise)
     assert integrated_loudness_lufs(noise, rate) == pytest.approx(reference, abs=0.1)
+
+
+def _bed(seconds: float = 3.0) -> np.ndarray:
+    """A smooth test bed: a chord and a slow sweep, with a little noise."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    chord = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (110.0, 164.8, 220.0))
+    sweep = 0.1 * np.sin(2 * np.pi * (200.0 * t + 300.0 * t * t))
+    noise = 0.001 * np.random.default_rng(3).standard_normal(t.size)
+    return chord + sweep + noise
+
+
+@pytest.mark.parametrize(
+    ("kind", "size"), [("step", 0.02), ("spike", 0.03), ("kink", 0.0)]
+)
+def test_click_detector_finds_planted_clicks_and_nothing_else(
+    kind: str, size: float
+) -> None:
+    x = _bed()
+    assert find_clicks(x, RATE).size == 0
+    planted = [31_000, 77_777, 120_001]
+    for frame in planted:
+        if kind == "step":
+            x[frame:] += size
+        elif kind == "spike":
+            x[frame] += size
+        else:  # the sound stops dead: a kink to silence
+            x[frame:] = 0.0
+            break
+    found = find_clicks(x, RATE)
+    expected = planted[:1] if kind == "kink" else planted
+    assert len(found) == len(expected)
+    assert np.all(np.abs(found - np.array(expected)) <= 2)
+
+
+def test_click_detector_ignores_smooth_fades_and_stereo_finds_either_side() -> None:
+    x = _bed()
+    fade = np.clip(np.linspace(2.0, -1.0, x.size), 0.0, 1.0)  # 1 s linear fade
+    assert find_clicks(x * fade, RATE).size == 0
+    stereo = np.stack([x, x.copy()], axis=1)
+    stereo[50_000:, 1] += 0.02
+    assert find_clicks(stereo, RATE).tolist() == [50_000]

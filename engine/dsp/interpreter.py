@@ -14,12 +14,16 @@ import math
 
 from numba import njit
 
+from engine.dsp import kernels_eq as eq
+from engine.dsp import kernels_event as event
 from engine.dsp import kernels_filter as flt
+from engine.dsp import kernels_gen as gen
 from engine.dsp import kernels_master as master
 from engine.dsp import kernels_mix as mixing
 from engine.dsp import kernels_mod as mod
 from engine.dsp import kernels_noise as noise
 from engine.dsp import kernels_osc as osc
+from engine.dsp import kernels_sample as smp
 from engine.dsp import kernels_time as time
 from engine.dsp.jit import JIT, JIT_INLINE
 from engine.dsp.layout import (
@@ -34,6 +38,8 @@ from engine.dsp.layout import (
     P_GOOD,
     P_MAX,
     P_MIN,
+    P_SLEW,
+    P_SLEW_BASE,
     P_START,
     P_TARGET,
     P_TAU,
@@ -68,6 +74,14 @@ _ADD = int(Op.ADD)
 _RING_MOD = int(Op.RING_MOD)
 _AM = int(Op.AM)
 _LIMITER = int(Op.LIMITER)
+_DUST = int(Op.DUST)
+_GRAINS = int(Op.GRAINS)
+_PULSE = int(Op.PULSE)
+_HEARTBEAT = int(Op.HEARTBEAT)
+_BANDS = int(Op.BANDS)
+_CHORDS = int(Op.CHORDS)
+_MELODY = int(Op.MELODY)
+_SAMPLE = int(Op.SAMPLE)
 
 
 @njit(**JIT_INLINE)
@@ -75,10 +89,14 @@ def advance_params(params, n_params, n_frames):
     """Move every parameter one segment towards its target.
 
     A target that is not finite is refused (the last good one stays) and counted;
-    a finite one is clamped to the parameter's range. The smoothed value at the
-    segment end is exactly what a per-sample one-pole would reach, whatever the
-    segment length, so smoothing does not depend on the block size. Kernels ramp
-    linearly from ``P_START`` to ``P_CURRENT`` inside the segment.
+    a finite one is clamped to the parameter's range. A parameter with a slew
+    (``P_SLEW`` > 0: a timed ramp or a slew-rate contract) moves in a straight
+    line at that rate and lands exactly; when it lands, the slew goes back to
+    the parameter's own contract (``P_SLEW_BASE``). Otherwise it follows a
+    one-pole: the value at the segment end is what a per-sample one-pole would
+    reach, whatever the segment length, so smoothing does not depend on the
+    block size. Kernels ramp linearly from ``P_START`` to ``P_CURRENT`` inside
+    the segment.
 
     Returns the number of targets refused.
     """
@@ -96,14 +114,25 @@ def advance_params(params, n_params, n_frames):
         current = params[P_CURRENT, k]
         params[P_START, k] = current
         if current != target:
-            tau = params[P_TAU, k]
-            if tau <= 0.0:
-                current = target
-            else:
-                current = target + (current - target) * math.exp(-n_frames / tau)
-                # Land exactly instead of creeping through subnormals.
-                if abs(current - target) <= 1e-12 * (1.0 + abs(target)):
+            slew = params[P_SLEW, k]
+            if slew > 0.0:
+                step = slew * n_frames
+                if abs(target - current) <= step:
                     current = target
+                    params[P_SLEW, k] = params[P_SLEW_BASE, k]
+                elif target > current:
+                    current += step
+                else:
+                    current -= step
+            else:
+                tau = params[P_TAU, k]
+                if tau <= 0.0:
+                    current = target
+                else:
+                    current = target + (current - target) * math.exp(-n_frames / tau)
+                    # Land exactly instead of creeping through subnormals.
+                    if abs(current - target) <= 1e-12 * (1.0 + abs(target)):
+                        current = target
             params[P_CURRENT, k] = current
     return refused
 
@@ -174,6 +203,22 @@ def run_nodes(instr, params, state, bufs, n_instr, sample_rate, n_frames):
             mixing.am(bufs, row, p0, p1, st, sample_rate, n_frames)
         elif op == _LIMITER:
             master.limiter(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _DUST:
+            event.dust(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _GRAINS:
+            event.grains(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _PULSE:
+            event.pulse(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _HEARTBEAT:
+            event.heartbeat(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _BANDS:
+            eq.bands(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _CHORDS:
+            gen.chords(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _MELODY:
+            gen.melody(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _SAMPLE:
+            smp.sample(bufs, row, p0, p1, st, sample_rate, n_frames)
         # Op.INPUT has no kernel: the engine fills its slots.
 
 

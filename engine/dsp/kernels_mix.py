@@ -20,8 +20,13 @@ _LN10_OVER_20 = math.log(10.0) / 20.0
 
 @njit(**JIT)
 def gain(bufs, row, p0, p1, state, sample_rate, n_frames):
-    """Gain in dB per voice. The dB value ramps across the block, so a fade is
-    linear in dB (what the ear hears as even)."""
+    """Gain per voice: ``gain_db`` times a linear ``level`` (0..1).
+
+    The dB value ramps across the block, so a level change in dB is linear in
+    dB (what the ear hears as even); ``level`` ramps linearly in amplitude, so a
+    fade to or from silence (states, sleep timers) has a set length and ends at
+    exactly 0.
+    """
     voices = row[I_VOICES]
     in_slot, in_stride = row[I_IN], row[I_IN + 1]
     inv_n = 1.0 / n_frames
@@ -30,15 +35,20 @@ def gain(bufs, row, p0, p1, state, sample_rate, n_frames):
         out = bufs[row[I_OUT] + voice]
         g0 = p0[voice]
         g1 = p1[voice]
-        if g0 == g1:
-            g = math.exp(g1 * _LN10_OVER_20)
+        a0 = p0[voices + voice]
+        a1 = p1[voices + voice]
+        if g0 == g1 and a0 == a1:
+            g = math.exp(g1 * _LN10_OVER_20) * a1
             for frame in range(n_frames):
                 out[frame] = x[frame] * g
         else:
             step = (g1 - g0) * inv_n
+            a_step = (a1 - a0) * inv_n
             for frame in range(n_frames):
-                out[frame] = x[frame] * math.exp(
-                    (g0 + step * (frame + 1)) * _LN10_OVER_20
+                out[frame] = (
+                    x[frame]
+                    * math.exp((g0 + step * (frame + 1)) * _LN10_OVER_20)
+                    * (a0 + a_step * (frame + 1))
                 )
 
 
@@ -166,9 +176,20 @@ register(
     NodeSpec(
         "gain",
         Op.GAIN,
-        "Gain in dB per voice, ramped in dB.",
+        "Gain per voice: gain_db (ramped in dB) times a linear level (for fades).",
         inputs=("in",),
-        params=(Param("gain_db", 0.0, "dB", -120.0, 24.0, smoothing_ms=30.0),),
+        params=(
+            Param("gain_db", 0.0, "dB", -120.0, 24.0, smoothing_ms=30.0),
+            Param(
+                "level",
+                1.0,
+                "",
+                0.0,
+                1.0,
+                smoothing_ms=30.0,
+                doc="linear amplitude for fades: 0 is silence",
+            ),
+        ),
     ),
     NodeSpec(
         "pan",

@@ -41,7 +41,11 @@ P_CURRENT = 3  # smoothed value at the end of the current segment
 P_TAU = 4  # one-pole smoothing time constant in samples; 0 jumps at once
 P_MIN = 5
 P_MAX = 6
-N_PARAM_FIELDS = 7
+# Linear slew in units per sample; when above 0 it replaces the one-pole, so the
+# value moves in a straight line and lands exactly (timed ramps, slew contracts).
+P_SLEW = 7
+P_SLEW_BASE = 8  # the parameter's own slew contract, restored when a ramp lands
+N_PARAM_FIELDS = 9
 
 # Program info fields.
 INFO_N_INSTR = 0

@@ -46,3 +46,13 @@ class Op(IntEnum):
     AM = 66
     # Master (kernels_master).
     LIMITER = 70
+    # Events (kernels_event) and the band equaliser (kernels_eq).
+    DUST = 80
+    GRAINS = 81
+    PULSE = 82
+    HEARTBEAT = 83
+    BANDS = 84
+    # Generative pitch (kernels_gen) and sample playback (kernels_sample).
+    CHORDS = 90
+    MELODY = 91
+    SAMPLE = 92

@@ -42,6 +42,8 @@ from engine.dsp.layout import (
     P_GOOD,
     P_MAX,
     P_MIN,
+    P_SLEW,
+    P_SLEW_BASE,
     P_START,
     P_TARGET,
     P_TAU,
@@ -194,7 +196,8 @@ def compile_graph(
     alloc = _SlotAllocator()
     out_slot: dict[int, int] = {}
     instr = np.zeros((len(order), INSTR_WIDTH), dtype=np.int64)
-    param_rows: list[tuple[float, float, float, float]] = []  # value, tau, min, max
+    # value, tau, min, max, slew
+    param_rows: list[tuple[float, float, float, float, float]] = []
     param_refs: dict[tuple[str, str], ParamRef] = {}
     state_sizes: list[int] = []
     options_of: list[dict[str, Any]] = []
@@ -257,12 +260,13 @@ def compile_graph(
             if p.name in node.smoothing_ms and not p.choices:
                 smoothing_s = node.smoothing_ms[p.name] / 1000.0
             tau = smoothing_s * sample_rate / _LN_1000
+            slew = 0.0 if p.choices else node.slew_per_s.get(p.name, 0.0) / sample_rate
             lo = 0.0 if p.choices else p.minimum
             hi = float(len(p.choices) - 1) if p.choices else p.maximum
             param_refs[(node.name, p.name)] = ParamRef(
                 node.name, p.name, len(param_rows), v, lo, hi, p.choices
             )
-            param_rows.extend((x, tau, lo, hi) for x in numbers)
+            param_rows.extend((x, tau, lo, hi, slew) for x in numbers)
         row[I_N_PARAM] = len(param_rows) - row[I_PARAM]
 
         options = {**spec.options, **node.options}
@@ -283,6 +287,8 @@ def compile_graph(
         params[P_TAU, :n_params] = table[:, 1]
         params[P_MIN, :n_params] = table[:, 2]
         params[P_MAX, :n_params] = table[:, 3]
+        params[P_SLEW, :n_params] = table[:, 4]
+        params[P_SLEW_BASE, :n_params] = table[:, 4]
 
     state = np.zeros(max(sum(state_sizes), 1), dtype=np.float64)
     for i, node in enumerate(order):

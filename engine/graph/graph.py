@@ -55,6 +55,8 @@ class Node:
     voices: int | None = None
     # Per-parameter smoothing (ms to -60 dB) overriding the node type's own.
     smoothing_ms: dict[str, float] = field(default_factory=dict)
+    # Per-parameter slew limit (units per second): a straight-line glide.
+    slew_per_s: dict[str, float] = field(default_factory=dict)
 
     def __getitem__(self, key: int | slice) -> Signal:
         if isinstance(key, slice):
@@ -84,6 +86,7 @@ class Graph:
         name: str | None = None,
         voices: int | None = None,
         smoothing_ms: Mapping[str, float] | None = None,
+        slew_per_s: Mapping[str, float] | None = None,
         **settings: Any,
     ) -> Node:
         """Add a node of a registered type and return it.
@@ -94,6 +97,12 @@ class Graph:
         (ms to within -60 dB), instead of the node type's default:
 
             g.node("svf", noise, cutoff_hz=800.0, smoothing_ms={"cutoff_hz": 500})
+
+        ``slew_per_s`` instead moves chosen parameters in a straight line at a
+        fixed rate (units per second), however far the target jumps; it suits a
+        value that arrives in coarse steps (a 1 Hz heart rate):
+
+            g.node("svf", noise, cutoff_hz=800.0, slew_per_s={"cutoff_hz": 400})
         """
         types = node_types()
         spec = types.get(type_name)
@@ -114,18 +123,8 @@ class Graph:
                 f"({', '.join(spec.inputs) or 'none'}), got {len(inputs)}"
             )
         node = Node(self, len(self.nodes), name, spec, voices=voices)
-        for param_name, time_ms in (smoothing_ms or {}).items():
-            names = [p.name for p in spec.params]
-            if param_name not in names:
-                raise GraphError(
-                    f"{name}: {type_name} has no parameter {param_name!r} to smooth"
-                    f"{did_you_mean(param_name, names)}"
-                )
-            if not 0.0 <= float(time_ms) < math.inf:
-                raise GraphError(
-                    f"{name}.{param_name}: smoothing_ms must be >= 0, not {time_ms!r}"
-                )
-            node.smoothing_ms[param_name] = float(time_ms)
+        self._set_smoothing(node, "smoothing_ms", smoothing_ms, node.smoothing_ms)
+        self._set_smoothing(node, "slew_per_s", slew_per_s, node.slew_per_s)
         for input_name, source in zip(spec.inputs, inputs, strict=False):
             node.inputs[input_name] = self._as_signal(source, name, input_name)
         param_names = [p.name for p in spec.params]
@@ -145,6 +144,26 @@ class Graph:
         self._names.add(name)
         self.nodes.append(node)
         return node
+
+    @staticmethod
+    def _set_smoothing(
+        node: Node,
+        what: str,
+        given: Mapping[str, float] | None,
+        into: dict[str, float],
+    ) -> None:
+        names = [p.name for p in node.spec.params]
+        for param_name, amount in (given or {}).items():
+            if param_name not in names:
+                raise GraphError(
+                    f"{node.name}: {node.spec.name} has no parameter "
+                    f"{param_name!r} to smooth{did_you_mean(param_name, names)}"
+                )
+            if not 0.0 <= float(amount) < math.inf:
+                raise GraphError(
+                    f"{node.name}.{param_name}: {what} must be >= 0, not {amount!r}"
+                )
+            into[param_name] = float(amount)
 
     def input(self, channels: int = 2, name: str = "input") -> Node:
         """An external input of ``channels`` channels, written by the engine."""

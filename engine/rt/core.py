@@ -33,6 +33,7 @@ from engine.dsp.layout import (
     P_GOOD,
     P_MAX,
     P_MIN,
+    P_SLEW,
     P_START,
     P_TARGET,
 )
@@ -40,6 +41,7 @@ from engine.rt.ring import (
     EV_GENERATION,
     EV_INDEX,
     EV_KIND,
+    EV_RAMP,
     EV_SET,
     EV_SET_NOW,
     EV_TRIGGER,
@@ -69,6 +71,9 @@ CTL_WIDTH = 16
 
 # The last line of defence after the limiter: nothing leaves above 0 dBFS.
 OUTPUT_CLAMP = 1.0
+# Below the least significant bit of 24-bit audio (-144 dBFS): written as exact
+# zero, so a fade ends in digital silence instead of a filter's decaying tail.
+OUTPUT_FLOOR = 2.0**-24
 
 
 def new_ctl() -> np.ndarray:
@@ -97,6 +102,17 @@ def _apply_event(ring, index, slot0, slot1, master):
         return False
     kind = np.int64(ring[index, EV_KIND])
     value = ring[index, EV_VALUE]
+    if kind == EV_RAMP:
+        if not value >= 1.0:  # also refuses NaN
+            return False
+        target = params[P_TARGET, column]
+        if not math.isfinite(target):
+            return False
+        target = min(max(target, params[P_MIN, column]), params[P_MAX, column])
+        distance = abs(target - params[P_CURRENT, column])
+        # A tiny floor keeps the ramp a ramp (0 would mean "one-pole").
+        params[P_SLEW, column] = max(distance / value, 1e-300)
+        return True
     if kind == EV_TRIGGER:
         value = params[P_GOOD, column] + 1.0
     if not math.isfinite(value):
@@ -171,6 +187,8 @@ def _render_segment(out, start, n, n_channels, ctl, slot0, slot1, master, rate):
             elif y < -OUTPUT_CLAMP:
                 y = -OUTPUT_CLAMP
                 clamped += 1
+            elif abs(y) < OUTPUT_FLOOR:
+                y = 0.0
             out[base + channel] = np.float32(y)
     ctl[C_REFUSED_PARAMS] += refused
     ctl[C_NONFINITE] += nonfinite
@@ -207,7 +225,7 @@ def render_block(
             due = ring_peek_time(ring, ring_pos)
             if due == NO_EVENT or due > block_start + pos:
                 break
-            if due < block_start:
+            if 0 <= due < block_start:
                 ctl[C_EVENTS_LATE] += 1
             index = ring_pop(ring, ring_pos)
             if _apply_event(ring, index, slot0, slot1, master):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from engine.rt.core import (
     new_ctl,
     render_block,
 )
-from engine.rt.ring import EV_SET, EV_SET_NOW, EV_TRIGGER, EventRing
+from engine.rt.ring import ASAP, EV_RAMP, EV_SET, EV_SET_NOW, EV_TRIGGER, EventRing
 
 SUPPORTED_SAMPLE_RATES = (44100, 48000)
 MIN_BLOCK_SIZE = 32
@@ -85,6 +87,7 @@ class _Scheduled:
     generation: int = field(compare=False)
     index: int = field(compare=False)
     value: float = field(compare=False)
+    tag: str | None = field(compare=False, default=None)
 
 
 class Engine:
@@ -116,20 +119,25 @@ class Engine:
         self.seed = int(seed)
         self.ctl = new_ctl()
         self.ring = EventRing()
-        self.slots: list[Program] = [self._compile(silent_graph()) for _ in range(2)]
-        self.master = self._compile(master_graph(ceiling_dbtp, volume_db))
+        self.slots: list[Program] = [self.compile(silent_graph()) for _ in range(2)]
+        self.master = self.compile(master_graph(ceiling_dbtp, volume_db))
         self.current: Program | None = None
         self.loads = 0
         self._retired: list[tuple[int, Program]] = []
         self._scheduled: list[_Scheduled] = []
         self._order = itertools.count()
+        # Several control threads schedule (OSC, the model loop, the player);
+        # one pump moves events into the single-producer ring.
+        self._schedule_lock = threading.Lock()
         # Called with (slot, program) after a slot's arrays change, before the
         # switch is published: the live callback's pointer table listens here.
         self.on_slot_change: Callable[[int, Program], None] | None = None
 
     # Programs -----------------------------------------------------------------
 
-    def _compile(self, graph: Graph) -> Program:
+    def compile(self, graph: Graph) -> Program:
+        """Compile a graph for this engine (rate, block size, seed) without
+        loading it: to adjust it first, or to load it later."""
         return compile_graph(
             graph,
             sample_rate=self.sample_rate,
@@ -165,7 +173,7 @@ class Engine:
         The first load fades in from silence. If a previous switch is still
         fading, this waits for it up to ``wait_s`` (live), then raises.
         """
-        program = graph if isinstance(graph, Program) else self._compile(graph)
+        program = graph if isinstance(graph, Program) else self.compile(graph)
         if program.sample_rate != self.sample_rate:
             raise EngineError(
                 f"program is for {program.sample_rate} Hz, engine runs "
@@ -223,46 +231,98 @@ class Engine:
 
     def schedule(
         self,
-        frame: int,
+        frame: int | None,
         node: str,
         param: str,
         value: float = 0.0,
         kind: int = EV_SET,
+        voice: int | None = None,
+        tag: str | None = None,
     ) -> None:
         """Apply an event at an exact engine frame (kinds: EV_SET, EV_SET_NOW,
-        EV_TRIGGER). Events reach the audio thread through :meth:`pump`."""
-        if kind not in (EV_SET, EV_SET_NOW, EV_TRIGGER):
+        EV_TRIGGER, EV_RAMP), or at the start of the next block when ``frame``
+        is None; to every voice of the parameter, or to one. A ``tag`` lets
+        :meth:`cancel` withdraw the event while it is still waiting. Events
+        reach the audio thread through :meth:`pump`."""
+        if kind not in (EV_SET, EV_SET_NOW, EV_TRIGGER, EV_RAMP):
             raise EngineError(f"unknown event kind {kind}")
         program, column, voices = self._target(node, param)
         value = float(value)
         if not np.isfinite(value):
             raise EngineError(f"{node}.{param}: {value!r} is not finite")
-        for voice in range(voices):
-            heapq.heappush(
-                self._scheduled,
-                _Scheduled(
-                    int(frame),
-                    next(self._order),
-                    kind,
-                    program.generation,
-                    column + voice,
-                    value,
-                ),
-            )
+        if voice is not None and not 0 <= voice < voices:
+            raise EngineError(f"{node}.{param}: no voice {voice} (has {voices})")
+        when = ASAP if frame is None else int(frame)
+        chosen = range(voices) if voice is None else (voice,)
+        with self._schedule_lock:
+            for v in chosen:
+                heapq.heappush(
+                    self._scheduled,
+                    _Scheduled(
+                        when,
+                        next(self._order),
+                        kind,
+                        program.generation,
+                        column + v,
+                        value,
+                        tag,
+                    ),
+                )
+
+    def cancel(self, tag: str) -> int:
+        """Withdraw scheduled events with ``tag`` that have not reached the
+        audio thread yet; returns how many."""
+        with self._schedule_lock:
+            kept = [e for e in self._scheduled if e.tag != tag]
+            withdrawn = len(self._scheduled) - len(kept)
+            heapq.heapify(kept)
+            self._scheduled = kept
+        return withdrawn
+
+    def ramp(
+        self,
+        node: str,
+        param: str,
+        value: float,
+        seconds: float,
+        frame: int | None = None,
+        tag: str | None = None,
+    ) -> None:
+        """Glide a parameter in a straight line to ``value`` over ``seconds``,
+        starting at ``frame`` (None: the next block). 0 seconds jumps.
+
+        >>> engine.ramp("master.volume", "gain_db", -12.0, 2.0)  # doctest: +SKIP
+        """
+        seconds = float(seconds)
+        if not 0.0 <= seconds < math.inf:
+            raise EngineError(f"{node}.{param}: ramp time {seconds!r} must be >= 0 s")
+        n_frames = round(seconds * self.sample_rate)
+        if n_frames < 1:
+            self.schedule(frame, node, param, value, EV_SET_NOW, tag=tag)
+            return
+        # The ramp reads the target the set wrote: same frame, set first (the
+        # heap keeps insertion order within a frame).
+        self.schedule(frame, node, param, value, EV_SET, tag=tag)
+        self.schedule(frame, node, param, float(n_frames), EV_RAMP, tag=tag)
 
     def pump(self, horizon_frames: int) -> int:
         """Move scheduled events due before ``frame + horizon_frames`` into the
         ring, in time order. Returns how many moved."""
         limit = self.frame + horizon_frames
         moved = 0
-        while self._scheduled and self._scheduled[0].frame < limit:
-            if self.ring.pending >= self.ring.capacity:
-                break
-            event = heapq.heappop(self._scheduled)
-            self.ring.push(
-                event.frame, event.kind, event.generation, event.index, event.value
-            )
-            moved += 1
+        with self._schedule_lock:
+            while self._scheduled and self._scheduled[0].frame < limit:
+                if self.ring.pending >= self.ring.capacity:
+                    break
+                event = heapq.heappop(self._scheduled)
+                self.ring.push(
+                    event.frame,
+                    event.kind,
+                    event.generation,
+                    event.index,
+                    event.value,
+                )
+                moved += 1
         return moved
 
     # Offline -------------------------------------------------------------------

@@ -30,6 +30,13 @@ EV_WIDTH = 5
 EV_SET = 1  # set a parameter target; the value glides per its smoothing
 EV_SET_NOW = 2  # set a parameter and jump to it at this frame
 EV_TRIGGER = 3  # add 1 to a counter parameter (fires ar envelopes, triggers)
+# Glide from where the parameter is to its target in ``value`` frames, in a
+# straight line (push it right after the EV_SET that names the target).
+EV_RAMP = 4
+
+# An event stamped with this frame applies at the start of the next block and
+# is not counted as late: what "now" means for a message without a timetag.
+ASAP = -1
 
 RING_WRITE = 0
 RING_READ = 1

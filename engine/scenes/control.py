@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.naming import did_you_mean
 from engine.rt.engine import Engine
-from engine.scenes.format import map_input, mappings
+from engine.scenes.format import layer_copies, map_input, mappings
 
 
 class SceneInputs:
@@ -35,10 +35,16 @@ class SceneInputs:
             name: [] for name in self.specs
         }
         for layer, node, param, mapping in mappings(scene):
-            self._followers[mapping["from"]].append((f"{layer}.{node}", param, mapping))
+            if scene["layers"][layer]["muted"]:
+                continue
+            for copy in layer_copies(scene, layer):
+                self._followers[mapping["from"]].append(
+                    (f"{copy}.{node}", param, mapping)
+                )
 
-    def set(self, name: str, value: Any) -> float:
-        """Set input ``name``; returns the value used (clamped to its range)."""
+    def set(self, name: str, value: Any, frame: int | None = None) -> float:
+        """Set input ``name`` now, or at an engine ``frame``; returns the value
+        used (clamped to its range)."""
         spec = self.specs.get(name)
         if spec is None:
             known = ", ".join(self.specs) or "none"
@@ -56,5 +62,9 @@ class SceneInputs:
         number = min(max(number, spec["minimum"]), spec["maximum"])
         self.values[name] = number
         for node, param, mapping in self._followers[name]:
-            self.engine.set(node, param, map_input(mapping, spec, number))
+            target = map_input(mapping, spec, number)
+            if frame is None:
+                self.engine.set(node, param, target)
+            else:
+                self.engine.schedule(frame, node, param, target)
         return number

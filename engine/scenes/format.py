@@ -29,6 +29,7 @@ Control thread only.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,7 +42,17 @@ from engine.graph.compile import compile_graph
 from engine.graph.graph import Graph, GraphError, Node, Signal
 from engine.naming import did_you_mean
 from engine.scenes.errors import KeyPath, SceneError
-from engine.scenes.schema import Flag, ListOf, MapOf, Number, Record, Spec, Text
+from engine.scenes.schema import (
+    Either,
+    Flag,
+    ListOf,
+    MapOf,
+    Number,
+    Record,
+    Spec,
+    Text,
+)
+from engine.scenes.textures import TEXTURES, expand, texture_names
 from engine.scenes.yaml_source import YamlSource, load_yaml
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -107,6 +118,16 @@ class NodeEntry(Spec):
                 setting = Number(minimum=1, maximum=256, integer=True).check(
                     source, where, setting
                 )
+            elif key == "smooth":
+                setting = MapOf(SMOOTHING).check(source, where, setting)
+                params = [p.name for p in spec.params if not p.choices]
+                for name in setting:
+                    if name not in params:
+                        raise source.error(
+                            (*where, name),
+                            f"{type_name} has no parameter {name!r} to smooth"
+                            f"{did_you_mean(name, params)}",
+                        )
             elif (param := _find_param(spec, key)) is not None:
                 setting = _check_param(source, where, param, setting)
             elif key in spec.options:
@@ -138,6 +159,7 @@ class NodeEntry(Spec):
             for option in spec.options:
                 properties[option] = {"type": ["string", "number", "boolean"]}
             properties["voices"] = {"type": "integer", "minimum": 1, "maximum": 256}
+            properties["smooth"] = MapOf(SMOOTHING).json_schema()
             variants.append(
                 {
                     "type": "object",
@@ -191,7 +213,89 @@ def _check_param(source: YamlSource, path: KeyPath, param: Param, value: Any) ->
     return value
 
 
+class Raw(Spec):
+    """Any value, checked later by code that knows what it must be."""
+
+    def __init__(self, doc: str = "") -> None:
+        self.doc = doc
+
+    def check(self, source: YamlSource, path: KeyPath, value: Any) -> Any:
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._schema_extras({})
+
+
+def _expand_texture(source: YamlSource, path: KeyPath, layer: dict[str, Any]) -> None:
+    """Replace a texture layer's ``texture``/``params``/``set`` by the nodes and
+    output it builds, checked like hand-written ones."""
+    if "nodes" in layer:
+        raise source.error(
+            (*path, "nodes"), "a layer has either a texture or its own nodes, not both"
+        )
+    texture = TEXTURES[layer["texture"]]
+    params: dict[str, Any] = {}
+    for key, value in layer.get("params", {}).items():
+        where = (*path, "params", key)
+        spec = texture.params.get(key)
+        if spec is None:
+            known = ", ".join(texture.params) or "none"
+            raise source.error(
+                where,
+                f"texture {texture.name} has no parameter {key!r}"
+                f"{did_you_mean(key, texture.params)}; it has: {known}",
+            )
+        if spec.file:
+            text = Text().check(source, where, value)
+            params[key] = str(Path(source.file).parent / Path(text).expanduser())
+        elif isinstance(spec.default, str):
+            params[key] = Text(choices=spec.choices).check(source, where, value)
+        else:
+            params[key] = Number(
+                unit=spec.unit, minimum=spec.minimum, maximum=spec.maximum
+            ).check(source, where, value)
+    built, output = expand(texture.name, params)
+    nodes = {
+        name: NodeEntry().check(source, (*path, "texture"), entry)
+        for name, entry in built.items()
+    }
+    types = _scene_node_types()
+    for key, value in layer.get("set", {}).items():
+        where = (*path, "set", key)
+        node_name, _, param_name = key.partition(".")
+        if node_name not in nodes:
+            raise source.error(
+                where,
+                f"expected node.param; texture {texture.name} has no node "
+                f"{node_name!r}{did_you_mean(node_name, nodes)} (its nodes: "
+                f"{', '.join(nodes)})",
+            )
+        spec = types[nodes[node_name]["type"]]
+        param = _find_param(spec, param_name)
+        if param is None:
+            names = [q.name for q in spec.params]
+            raise source.error(
+                where,
+                f"{node_name} ({spec.name}) has no parameter {param_name!r}"
+                f"{did_you_mean(param_name, names)}",
+            )
+        nodes[node_name][param_name] = _check_param(source, where, param, value)
+    layer["nodes"] = nodes
+    layer.setdefault("output", output)
+
+
 def _check_layer(source: YamlSource, path: KeyPath, layer: dict[str, Any]) -> None:
+    if "texture" in layer:
+        _expand_texture(source, path, layer)
+    else:
+        for key in ("params", "set"):
+            if key in layer:
+                raise source.error(
+                    (*path, key), f"'{key}' belongs to a texture layer (texture: ...)"
+                )
+        for key in ("nodes", "output"):
+            if key not in layer:
+                raise source.error(path, f"layer needs {key!r} (or a 'texture')")
     nodes = layer["nodes"]
     for name in nodes:
         if not _NAME.match(name):
@@ -230,12 +334,14 @@ def mappings(scene: dict[str, Any]):
     for layer_name, layer in scene["layers"].items():
         for node_name, entry in layer["nodes"].items():
             for key, value in entry.items():
-                if isinstance(value, dict):
+                if isinstance(value, dict) and key != "smooth":
                     yield layer_name, node_name, key, value
 
 
 def _check_scene(source: YamlSource, path: KeyPath, scene: dict[str, Any]) -> None:
     _check_layers(source, (*path, "layers"), scene["layers"])
+    _check_states(source, scene)
+    _check_triggers(source, scene)
     inputs = scene["inputs"]
     for layer_name, node_name, key, mapping in mappings(scene):
         where = ("layers", layer_name, "nodes", node_name, key)
@@ -253,6 +359,98 @@ def _check_scene(source: YamlSource, path: KeyPath, scene: dict[str, Any]) -> No
                     (*where, "points", i, 0),
                     f"{x:g} is outside input {name!r} ({lo:g}..{hi:g})",
                 )
+
+
+def _check_names(source: YamlSource, path: KeyPath, names: Any, what: str) -> None:
+    for name in names:
+        if not _NAME.match(name):
+            raise source.error(
+                (*path, name),
+                f"{what} names are lower_case words (a-z, 0-9, _), not {name!r}",
+            )
+
+
+def _check_states(source: YamlSource, scene: dict[str, Any]) -> None:
+    layers, states = scene["layers"], scene["states"]
+    _check_names(source, ("states",), states, "state")
+    for state_name, state in states.items():
+        for layer_name in state["layers"]:
+            if layer_name not in layers:
+                raise source.error(
+                    ("states", state_name, "layers", layer_name),
+                    f"no layer {layer_name!r}{did_you_mean(layer_name, layers)}",
+                )
+    initial = scene.get("initial_state")
+    if initial is not None and initial not in states:
+        known = ", ".join(states) or "none declared"
+        raise source.error(
+            ("initial_state",),
+            f"no state {initial!r}{did_you_mean(initial, states)} (states: {known})",
+        )
+    if initial is None and states:
+        scene["initial_state"] = next(iter(states))
+
+
+def firing_nodes(layer: dict[str, Any]) -> list[str]:
+    """The nodes of a layer that a trigger fires: those with a ``trigger``
+    parameter (``ar`` envelopes)."""
+    types = _scene_node_types()
+    return [
+        name
+        for name, entry in layer["nodes"].items()
+        if _find_param(types[entry["type"]], "trigger") is not None
+    ]
+
+
+def _check_triggers(source: YamlSource, scene: dict[str, Any]) -> None:
+    layers = scene["layers"]
+    _check_names(source, ("triggers",), scene["triggers"], "trigger")
+    fired_by: dict[str, str] = {}
+    for trigger_name, trigger in scene["triggers"].items():
+        path: KeyPath = ("triggers", trigger_name)
+        layer_name = trigger["layer"]
+        layer = layers.get(layer_name)
+        if layer is None:
+            raise source.error(
+                (*path, "layer"),
+                f"no layer {layer_name!r}{did_you_mean(layer_name, layers)}",
+            )
+        if layer_name in fired_by:
+            raise source.error(
+                (*path, "layer"),
+                f"layer {layer_name!r} is already fired by trigger "
+                f"{fired_by[layer_name]!r}; give each trigger its own layer",
+            )
+        fired_by[layer_name] = trigger_name
+        if not firing_nodes(layer):
+            raise source.error(
+                (*path, "layer"),
+                f"layer {layer_name!r} has no node with a trigger parameter to "
+                "fire (add an ar envelope and multiply the sound by it)",
+            )
+        for key, (low, high) in trigger.get("random", {}).get("params", {}).items():
+            where = (*path, "random", "params", key)
+            node_name, _, param_name = key.partition(".")
+            entry = layer["nodes"].get(node_name)
+            if entry is None:
+                raise source.error(
+                    where,
+                    f"expected node.param of layer {layer_name!r}; no node "
+                    f"{node_name!r}{did_you_mean(node_name, layer['nodes'])}",
+                )
+            spec = _scene_node_types()[entry["type"]]
+            param = _find_param(spec, param_name)
+            numeric = [q.name for q in spec.params if not q.choices]
+            if param is None or param.choices:
+                raise source.error(
+                    where,
+                    f"{node_name} ({entry['type']}) has no number parameter "
+                    f"{param_name!r}{did_you_mean(param_name, numeric)}",
+                )
+            for value in (low, high):
+                Number(
+                    unit=param.unit, minimum=param.minimum, maximum=param.maximum
+                ).check(source, where, value)
 
 
 def map_input(mapping: dict[str, Any], spec: dict[str, Any], x: float) -> float:
@@ -318,9 +516,151 @@ MAPPING = Record(
 )
 
 
+def _check_smoothing(source: YamlSource, path: KeyPath, value: dict[str, Any]) -> None:
+    if len(value) != 1:
+        raise source.error(path, "give either 'time_ms' or 'slew_per_s' (one of them)")
+
+
+SMOOTHING = Record(
+    "smoothing",
+    {
+        "time_ms": Number(
+            unit="ms",
+            minimum=0.0,
+            maximum=60_000.0,
+            doc="glide to a new value: ms to come within -60 dB (a one-pole)",
+        ),
+        "slew_per_s": Number(
+            minimum=0.0,
+            doc="glide in a straight line at this many units per second "
+            "(for values that arrive in coarse steps)",
+        ),
+    },
+    doc="how a parameter glides to new values",
+    extra_check=_check_smoothing,
+)
+
+
+def _check_range(source: YamlSource, path: KeyPath, value: list[float]) -> None:
+    if value[0] > value[1]:
+        raise source.error(path, f"expected [low, high], got {value}")
+
+
+class Range(ListOf):
+    """``[low, high]``: a random value is drawn between them."""
+
+    def __init__(
+        self,
+        unit: str = "",
+        minimum: float = -math.inf,
+        maximum: float = math.inf,
+        doc: str = "",
+    ) -> None:
+        super().__init__(
+            Number(unit=unit, minimum=minimum, maximum=maximum),
+            min_items=2,
+            max_items=2,
+            doc=doc,
+        )
+
+    def check(self, source: YamlSource, path: KeyPath, value: Any) -> Any:
+        checked = super().check(source, path, value)
+        _check_range(source, path, checked)
+        return checked
+
+
+QUANTIZE = Text(
+    choices=("none", "beat", "bar"),
+    default="none",
+    doc="apply at once, or on the next beat or bar of the scene's tempo",
+)
+
+STATE = Record(
+    "state",
+    {
+        "layers": MapOf(
+            Either(
+                Number(unit="dB", minimum=-96.0, maximum=0.0),
+                Text(choices=("off",)),
+            ),
+            default={},
+            doc="level of each layer in this state, in dB relative to the "
+            "layer's gain_db, or off; layers not named play at 0 dB",
+        ),
+        "fade_s": Number(
+            unit="s",
+            minimum=0.0,
+            maximum=600.0,
+            default=2.0,
+            doc="how long the change into this state takes (straight-line fade)",
+        ),
+        "quantize": QUANTIZE,
+        "doc": Text(default=""),
+    },
+    doc="a discrete state (explore, tension, combat...): which layers play",
+)
+
+RANDOM = Record(
+    "random",
+    {
+        "gain_db": Range(unit="dB", minimum=-48.0, maximum=12.0),
+        "pan": Range(minimum=-1.0, maximum=1.0),
+        "pitch_semitones": Range(
+            unit="semitones",
+            minimum=-24.0,
+            maximum=24.0,
+            doc="moves every frequency_hz of the layer's nodes together",
+        ),
+        "params": MapOf(
+            Range(),
+            default={},
+            doc="node.param: [low, high] for any parameter of the layer",
+        ),
+    },
+    doc="what changes at random on each firing",
+)
+
+TRIGGER = Record(
+    "trigger",
+    {
+        "layer": Text(
+            doc="the layer it fires: every node with a trigger parameter "
+            "(ar envelopes) in it starts"
+        ),
+        "voices": Number(
+            minimum=1,
+            maximum=16,
+            integer=True,
+            default=1,
+            doc="how many can sound at once; a new one takes the oldest",
+        ),
+        "quantize": QUANTIZE,
+        "random": RANDOM,
+        "every_s": Range(
+            unit="s",
+            minimum=1.0,
+            maximum=86_400.0,
+            doc="[shortest, longest]: also fire on its own, at random times "
+            "this far apart (thunder now and then)",
+        ),
+        "doc": Text(default=""),
+    },
+    required=("layer",),
+    doc="a one-shot (thunder, a bell, a stinger) fired by OSC or a script",
+)
+
+
 LAYER = Record(
     "layer",
     {
+        "texture": Text(
+            choices=texture_names, doc="a texture from the library (instead of nodes)"
+        ),
+        "params": MapOf(Raw(), doc="the texture's settings"),
+        "set": MapOf(
+            Raw(),
+            doc="node.param: value or input mapping, inside the texture's nodes",
+        ),
         "nodes": MapOf(NodeEntry(), doc="the layer's nodes, by name"),
         "output": Text(doc="the node (or node[i]) the layer plays"),
         "gain_db": Number(unit="dB", minimum=-96.0, maximum=24.0, default=0.0),
@@ -333,8 +673,7 @@ LAYER = Record(
         ),
         "muted": Flag(default=False),
     },
-    required=("nodes", "output"),
-    doc="a sound of the scene: a small graph of nodes",
+    doc="a sound of the scene: a texture, or a small graph of nodes",
     extra_check=_check_layer,
 )
 
@@ -363,6 +702,24 @@ MASTER = Record(
     doc="the master bus",
 )
 
+SLEEP_TIMER = Record(
+    "sleep timer",
+    {
+        "after_min": Number(
+            unit="min", minimum=1.0, maximum=1440.0, doc="silence from here on"
+        ),
+        "fade_min": Number(
+            unit="min",
+            minimum=0.0,
+            maximum=240.0,
+            default=10.0,
+            doc="the fade to silence takes the last this many minutes",
+        ),
+    },
+    required=("after_min",),
+    doc="the scene fades to digital silence on its own",
+)
+
 MODEL = Record(
     "model",
     {
@@ -379,8 +736,13 @@ SCENE = Record(
         "name": Text(doc="what the listener picks"),
         "description": Text(doc="one line: what it sounds like, what it is for"),
         "tempo_bpm": Number(unit="BPM", minimum=20.0, maximum=300.0, default=60.0),
+        "beats_per_bar": Number(minimum=1, maximum=16, integer=True, default=4),
         "inputs": MapOf(INPUT, default={}),
         "layers": MapOf(LAYER),
+        "states": MapOf(STATE, default={}),
+        "initial_state": Text(doc="the state a scene starts in (default: the first)"),
+        "triggers": MapOf(TRIGGER, default={}),
+        "sleep_timer": SLEEP_TIMER,
         "master": MASTER,
         "model": MODEL,
     },
@@ -405,11 +767,14 @@ def check_scene(source: YamlSource) -> dict[str, Any]:
 
 
 def load_scene_file(
-    path: str | Path, input_values: Mapping[str, float] | None = None
+    path: str | Path,
+    input_values: Mapping[str, float] | None = None,
+    initial_state: str | None = None,
 ) -> tuple[dict[str, Any], Graph]:
     """Read, check and build a scene file: ``(scene, graph)``, or SceneError.
 
-    ``input_values`` start chosen inputs somewhere other than their defaults.
+    ``input_values`` start chosen inputs somewhere other than their defaults;
+    ``initial_state`` starts in another state than the scene's own.
     """
     path = Path(path)
     try:
@@ -434,18 +799,41 @@ def load_scene_file(
                 str(path),
             )
         spec["default"] = float(value)
+    if initial_state is not None:
+        if initial_state not in scene["states"]:
+            known = ", ".join(scene["states"]) or "none"
+            raise SceneError(
+                f"no state {initial_state!r}"
+                f"{did_you_mean(initial_state, scene['states'])} (states: {known})",
+                str(path),
+            )
+        scene["initial_state"] = initial_state
     graph = build_graph(source, scene)
     # Compiling finds what only the whole graph shows (too many output channels,
     # a node's initialiser refusing its settings); the engine compiles again.
     try:
         compile_graph(graph)
     except GraphError as error:
-        message = str(error)
-        # Node names are ``layer.node``: point at the layer the message names.
-        layer = next((k for k in scene["layers"] if f"{k}." in message), None)
-        where = ("layers", layer) if layer is not None else ("layers",)
-        raise source.error(where, message) from None
+        raise source.error(
+            _layer_at_fault(source, scene, str(error)), str(error)
+        ) from None
     return scene, graph
+
+
+def _layer_at_fault(source: YamlSource, scene: dict[str, Any], message: str) -> KeyPath:
+    """Where a whole-graph error belongs: the layer it names (node names are
+    ``layer.node``), else the first layer that fails to compile on its own."""
+    layer = next((k for k in scene["layers"] if f"{k}." in message), None)
+    if layer is None:
+        for name in scene["layers"]:
+            alone = Graph()
+            alone.output(_build_layer(alone, source, scene, name, name))
+            try:
+                compile_graph(alone)
+            except GraphError:
+                layer = name
+                break
+    return ("layers", layer) if layer is not None else ("layers",)
 
 
 def _signal(nodes: dict[str, Node], reference: str) -> Node | Signal:
@@ -455,77 +843,128 @@ def _signal(nodes: dict[str, Node], reference: str) -> Node | Signal:
     return node if match.group(2) is None else node[int(match.group(2))]
 
 
+def state_level(scene: dict[str, Any], state: str | None, layer: str) -> float:
+    """A layer's linear level (0..1) in a state: 1 when no state names it."""
+    if state is None:
+        return 1.0
+    level = scene["states"][state]["layers"].get(layer, 0.0)
+    return 0.0 if level == "off" else float(10.0 ** (level / 20.0))
+
+
+def layer_copies(scene: dict[str, Any], layer_name: str) -> list[str]:
+    """The names a layer is built under: one, or one per voice of the trigger
+    that fires it (``thunder``, ``thunder~2``...)."""
+    trigger = next(
+        (t for t in scene["triggers"].values() if t["layer"] == layer_name), None
+    )
+    voices = 1 if trigger is None else trigger["voices"]
+    return [layer_name] + [f"{layer_name}~{k}" for k in range(2, voices + 1)]
+
+
+def _randomises_pan(scene: dict[str, Any], layer_name: str) -> bool:
+    return any(
+        t["layer"] == layer_name and "pan" in t.get("random", {})
+        for t in scene["triggers"].values()
+    )
+
+
+def _build_layer(
+    graph: Graph,
+    source: YamlSource,
+    scene: dict[str, Any],
+    layer_name: str,
+    copy_name: str,
+) -> Node:
+    layer = scene["layers"][layer_name]
+    layer_path: KeyPath = ("layers", layer_name)
+    nodes: dict[str, Node] = {}
+    pending = dict(layer["nodes"])
+    # Add nodes once their inputs exist; what never resolves is a cycle.
+    while pending:
+        ready = [
+            name
+            for name, entry in pending.items()
+            if all(
+                _REFERENCE.match(entry[key]).group(1) in nodes  # type: ignore[union-attr]
+                for key in _scene_node_types()[entry["type"]].inputs
+                if key in entry
+            )
+        ]
+        if not ready:
+            name = next(iter(pending))
+            raise source.error(
+                (*layer_path, "nodes", name),
+                "these nodes feed each other in a loop: "
+                f"{', '.join(pending)} (a feedback path needs a delay node)",
+            )
+        for name in ready:
+            entry = pending.pop(name)
+            spec = _scene_node_types()[entry["type"]]
+            settings: dict[str, Any] = {}
+            smoothing_ms: dict[str, float] = {}
+            slew_per_s: dict[str, float] = {}
+            for key, value in entry.items():
+                if key in ("type", "voices", "smooth"):
+                    continue
+                if key in spec.inputs:
+                    settings[key] = _signal(nodes, value)
+                elif isinstance(value, dict):  # follows an input
+                    follows = scene["inputs"][value["from"]]
+                    settings[key] = map_input(value, follows, follows["default"])
+                    smoothing_ms[key] = follows["smoothing_ms"]
+                else:
+                    settings[key] = value
+            for key, smoothing in entry.get("smooth", {}).items():
+                if "time_ms" in smoothing:
+                    smoothing_ms[key] = smoothing["time_ms"]
+                else:
+                    smoothing_ms.pop(key, None)
+                    slew_per_s[key] = smoothing["slew_per_s"]
+            try:
+                nodes[name] = graph.node(
+                    entry["type"],
+                    name=f"{copy_name}.{name}",
+                    voices=entry.get("voices"),
+                    smoothing_ms=smoothing_ms,
+                    slew_per_s=slew_per_s,
+                    **settings,
+                )
+            except (GraphError, ValueError) as error:
+                raise source.error((*layer_path, "nodes", name), str(error)) from None
+    out = _signal(nodes, layer["output"])
+    try:
+        bus = graph.node(
+            "gain",
+            out,
+            name=f"{copy_name}.level",
+            gain_db=layer["gain_db"],
+            level=state_level(scene, scene.get("initial_state"), layer_name),
+        )
+        if layer["pan"] != 0.0 or _randomises_pan(scene, layer_name):
+            bus = graph.node("pan", bus, name=f"{copy_name}.pan", pan=layer["pan"])
+    except (GraphError, ValueError) as error:
+        raise source.error((*layer_path, "output"), str(error)) from None
+    return bus
+
+
+# The scene's output gain that holds its loudness target (see engine.scenes.player).
+TRIM_NODE = "trim"
+
+
 def build_graph(source: YamlSource, scene: dict[str, Any]) -> Graph:
-    """The scene's graph: each layer's nodes (named ``layer.node``), its level and
-    pan, summed to the output."""
+    """The scene's graph: each layer's nodes (named ``layer.node``; a trigger's
+    layer once per voice), its level and pan, summed, then the scene's trim."""
     graph = Graph()
     buses: list[Node] = []
     for layer_name, layer in scene["layers"].items():
         if layer["muted"]:
             continue
-        layer_path: KeyPath = ("layers", layer_name)
-        nodes: dict[str, Node] = {}
-        pending = dict(layer["nodes"])
-        # Add nodes once their inputs exist; what never resolves is a cycle.
-        while pending:
-            ready = [
-                name
-                for name, entry in pending.items()
-                if all(
-                    _REFERENCE.match(entry[key]).group(1) in nodes  # type: ignore[union-attr]
-                    for key in _scene_node_types()[entry["type"]].inputs
-                    if key in entry
-                )
-            ]
-            if not ready:
-                name = next(iter(pending))
-                raise source.error(
-                    (*layer_path, "nodes", name),
-                    "these nodes feed each other in a loop: "
-                    f"{', '.join(pending)} (a feedback path needs a delay node)",
-                )
-            for name in ready:
-                entry = pending.pop(name)
-                spec = _scene_node_types()[entry["type"]]
-                settings: dict[str, Any] = {}
-                smoothing_ms: dict[str, float] = {}
-                for key, value in entry.items():
-                    if key in ("type", "voices"):
-                        continue
-                    if key in spec.inputs:
-                        settings[key] = _signal(nodes, value)
-                    elif isinstance(value, dict):  # follows an input
-                        follows = scene["inputs"][value["from"]]
-                        settings[key] = map_input(value, follows, follows["default"])
-                        smoothing_ms[key] = follows["smoothing_ms"]
-                    else:
-                        settings[key] = value
-                try:
-                    nodes[name] = graph.node(
-                        entry["type"],
-                        name=f"{layer_name}.{name}",
-                        voices=entry.get("voices"),
-                        smoothing_ms=smoothing_ms,
-                        **settings,
-                    )
-                except (GraphError, ValueError) as error:
-                    raise source.error(
-                        (*layer_path, "nodes", name), str(error)
-                    ) from None
-        out = _signal(nodes, layer["output"])
-        try:
-            bus = graph.node(
-                "gain", out, name=f"{layer_name}.level", gain_db=layer["gain_db"]
-            )
-            if layer["pan"] != 0.0:
-                bus = graph.node("pan", bus, name=f"{layer_name}.pan", pan=layer["pan"])
-        except (GraphError, ValueError) as error:
-            raise source.error((*layer_path, "output"), str(error)) from None
-        buses.append(bus)
+        for copy_name in layer_copies(scene, layer_name):
+            buses.append(_build_layer(graph, source, scene, layer_name, copy_name))
     if not buses:
         raise source.error(("layers",), "every layer is muted")
     total: Node = buses[0]
     for k in range(1, len(buses), 3):
         total = graph.node("add", total, *buses[k : k + 3], name=f"bus_{k // 3}")
-    graph.output(total)
+    graph.output(graph.node("gain", total, name=TRIM_NODE))
     return graph

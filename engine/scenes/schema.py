@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.naming import did_you_mean
-from engine.scenes.errors import KeyPath
+from engine.scenes.errors import KeyPath, SceneError
 from engine.scenes.yaml_source import YamlSource
 
 _MISSING = object()
@@ -167,10 +167,12 @@ class ListOf(Spec):
         if not isinstance(value, list):
             raise source.error(path, f"expected a list, got {_describe(value)}")
         if not self.min_items <= len(value) <= self.max_items:
-            raise source.error(
-                path,
-                f"expected {self.min_items}..{self.max_items} items, got {len(value)}",
+            wanted = (
+                f"{self.min_items}"
+                if self.min_items == self.max_items
+                else f"{self.min_items}..{self.max_items}"
             )
+            raise source.error(path, f"expected {wanted} items, got {len(value)}")
         return [self.item.check(source, (*path, i), v) for i, v in enumerate(value)]
 
     def json_schema(self) -> dict[str, Any]:
@@ -251,3 +253,32 @@ class Record(Spec):
             "additionalProperties": False,
         }
         return self._schema_extras(schema)
+
+
+@dataclass
+class Either(Spec):
+    """A value that one of two specs accepts (tried in order): for example a
+    level in dB, or the word ``off``. When neither does, a text value gets the
+    second spec's message and anything else the first's (text is the usual
+    second choice, so a misspelt word gets its did-you-mean)."""
+
+    first: Spec
+    second: Spec
+    default: Any = _MISSING
+    doc: str = ""
+
+    def check(self, source: YamlSource, path: KeyPath, value: Any) -> Any:
+        try:
+            return self.first.check(source, path, value)
+        except SceneError as first_error:
+            try:
+                return self.second.check(source, path, value)
+            except SceneError as second_error:
+                if isinstance(value, str):
+                    raise second_error from None
+                raise first_error from None
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._schema_extras(
+            {"anyOf": [self.first.json_schema(), self.second.json_schema()]}
+        )

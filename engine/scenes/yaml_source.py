@@ -1,7 +1,8 @@
 """Read a scene file's YAML into plain data, remembering where every value was.
 
 Only the safe subset a scene needs: mappings with string keys, sequences, and
-plain scalars (strings, numbers, booleans, null). Refused, each with a
+plain scalars (strings, numbers, booleans, null; as in YAML 1.2, only
+``true`` and ``false`` are booleans, so ``off`` and ``no`` stay words). Refused, each with a
 :class:`SceneError` naming file, line, column and key path: syntax errors, more
 than one document, anchors and aliases (and so merge keys), tags, duplicate
 keys, non-string keys, NaN and infinities, nesting deeper than
@@ -40,6 +41,7 @@ _PLAIN_TAGS = {
 }
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
 @dataclass
@@ -115,6 +117,10 @@ def _check_events(text: str, file: str) -> None:
 def _scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode, file: str, path: KeyPath):
     if node.tag == _TIMESTAMP_TAG:
         return node.value  # a date-like word is just text to a scene
+    if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
+        # YAML 1.2: only true and false are booleans; `off`, `on`, `yes`, `no`
+        # are words (a state may turn a layer `off`).
+        return node.value
     if node.tag not in _PLAIN_TAGS:
         raise _mark_error(file, node.start_mark, f"tags ({node.tag}) are not allowed")
     value = loader.construct_object(node)

@@ -23,10 +23,10 @@ def _chain() -> Graph:
 def test_golden_program_dump_drops_dead_nodes() -> None:
     program = compile_graph(_chain(), sample_rate=48000, max_block_size=256)
     assert program.dump() == (
-        "program: 3 nodes, 5 slots, 8 params, 2 state\n"
+        "program: 3 nodes, 5 slots, 10 params, 2 state\n"
         "  0 sine             tone           v=2 out=1+2 in=[] p=0+4 s=0+2\n"
-        "  1 gain             level          v=2 out=3+2 in=[1] p=4+2 s=2+0\n"
-        "  2 pan              stereo         v=2 out=1+2 in=[3] p=6+2 s=2+0\n"
+        "  1 gain             level          v=2 out=3+2 in=[1] p=4+4 s=2+0\n"
+        "  2 pan              stereo         v=2 out=1+2 in=[3] p=8+2 s=2+0\n"
         "out=1 stride=1 in=-1"
     )
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine.demos import DEMOS
+from engine.dsp.layout import P_CURRENT, P_SLEW
 from engine.graph import Graph
 from engine.rt.core import C_EVENTS_APPLIED, C_EVENTS_LATE, C_REFUSED_PARAMS
 from engine.rt.engine import Engine, EngineError
@@ -204,3 +205,89 @@ def test_ring_under_a_concurrent_producer_applies_every_event_in_order() -> None
             np.testing.assert_allclose(
                 np.max(np.abs(x[i - 4 : i])), values[k - 1], atol=1e-3
             )
+
+
+def _trajectory(engine: Engine, node: str, param: str, blocks: int, block_size: int):
+    """The parameter's smoothed value at the end of each block."""
+    ref = engine.current.param(node, param)
+    values = []
+    for _ in range(blocks):
+        engine.render(block_size, block_size=block_size)
+        values.append(engine.current.params[P_CURRENT, ref.column])
+    return np.array(values)
+
+
+def test_timed_ramp_is_a_straight_line_that_lands_on_its_frame() -> None:
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(440.0, 0.1))
+    engine.render(RATE // 10)
+    start = engine.frame + 960
+    engine.ramp("tone", "amplitude", 0.5, 0.1, frame=start)  # 4800 frames
+    values = _trajectory(engine, "tone", "amplitude", 150, 48)
+    ends = engine.frame - 48 * 150 + 48 * np.arange(1, 151)
+    expected = np.clip(0.1 + 0.4 * (ends - start) / 4800, 0.1, 0.5)
+    np.testing.assert_allclose(values, expected, atol=1e-12)
+    # Landed: the parameter's own one-pole is back for the next change.
+    ref = engine.current.param("tone", "amplitude")
+    assert engine.current.params[P_SLEW, ref.column] == 0.0
+    engine.set("tone", "amplitude", 0.1)
+    after = _trajectory(engine, "tone", "amplitude", 4, 48)
+    steps = np.diff(np.concatenate([[0.5], after]))
+    assert np.all(steps < 0) and abs(steps[1] / steps[0] - steps[2] / steps[1]) < 1e-9
+
+
+def test_level_ramp_fades_to_exact_digital_silence() -> None:
+    engine = Engine(sample_rate=RATE)
+    g = Graph()
+    sine = g.node("sine", name="tone", frequency_hz=1000.0, amplitude=0.3)
+    g.output(g.node("gain", sine, name="fader"))
+    engine.load(g)
+    engine.render(RATE // 2)
+    engine.ramp("fader", "level", 0.0, 0.5)
+    x = engine.render(RATE, block_size=128)[:, 0]
+    # Peaks per 10 ms fall in a straight line, then the output is exactly 0.
+    peaks = np.abs(x[: RATE // 2]).reshape(50, -1).max(axis=1)
+    slope = np.diff(peaks[5:45])
+    assert np.all(slope < 0)
+    assert np.ptp(slope) < 0.15 * abs(np.mean(slope))
+    tail = x[RATE // 2 + 128 + engine.latency_frames + 2000 :]
+    assert np.all(tail == 0.0)
+
+
+@pytest.mark.parametrize("block_size", [64, 100])
+def test_slew_contract_moves_at_its_rate_whatever_the_block_size(
+    block_size: int,
+) -> None:
+    engine = Engine(sample_rate=RATE)
+    g = Graph()
+    g.output(
+        g.node(
+            "sine",
+            name="tone",
+            frequency_hz=100.0,
+            amplitude=0.1,
+            slew_per_s={"frequency_hz": 1000.0},
+        )
+    )
+    engine.load(g)
+    engine.set("tone", "frequency_hz", 1100.0)
+    n_blocks = RATE // 2 // block_size
+    values = _trajectory(engine, "tone", "frequency_hz", n_blocks, block_size)
+    seconds = block_size * np.arange(1, n_blocks + 1) / RATE
+    np.testing.assert_allclose(values, 100.0 + 1000.0 * seconds, rtol=1e-9)
+    # A second jump uses the same contract (a slew contract is not a one-off).
+    engine.render(RATE // 2 + block_size)
+    engine.set("tone", "frequency_hz", 600.0)
+    values = _trajectory(engine, "tone", "frequency_hz", 2, block_size)
+    np.testing.assert_allclose(values[-1], 1100.0 - 1000.0 * 2 * block_size / RATE)
+
+
+def test_asap_events_apply_next_block_and_are_not_late() -> None:
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(3000.0, 0.0))
+    engine.render(1000)
+    engine.schedule(None, "tone", "amplitude", 0.25, kind=EV_SET_NOW)
+    x = engine.render(2000, block_size=128)[:, 0]
+    # The same as an event stamped with the block's first frame.
+    assert onset(x) == onset(render_with_event(1000, 128)) - 1000
+    assert engine.ctl[C_EVENTS_LATE] == 0 and engine.ctl[C_EVENTS_APPLIED] == 1

@@ -1,0 +1,239 @@
+"""The whole OSC control surface of a playing scene, built in one call: the
+server, the address space, the heart-rate bridge presets, the alias table,
+status and subscriptions. ``soundscape play`` and the daemon both use it.
+
+    surface = OscSurface(player, OscSettings(port=9000, hr_bridge="vrcosc"),
+                         live=live_player).start()
+    ...
+    surface.counters()   # {"server": {...}, "api": {...}, "heart": {...}}
+    surface.stop()
+
+What it wires together:
+
+- :class:`engine.control.osc_server.OscServer` on ``host:port`` (UDP and TCP);
+- :class:`engine.control.osc_api.OscApi` under ``prefix``, with timetags mapped
+  to engine frames by a :class:`FrameClock` anchored to the live callbacks
+  (or to ``engine.frame`` against the wall clock when there is no live player);
+- :class:`engine.control.osc_heart.OscHeartRate` for ``hr_bridge``, writing
+  the heart state to the scene's ``heart_rate_bpm``/``hrv_rmssd_ms``/...
+  inputs;
+- an :class:`engine.control.osc_aliases.AliasTable` from ``aliases_file``,
+  driving scene inputs (installed last: an alias wins over a preset address);
+- :class:`engine.control.status.StatusReport` for ``/status`` and subscribers.
+
+Switch interval: while the surface runs, ``sys.setswitchinterval`` is set to
+``switch_interval_s`` (1 ms). A thread waiting for the GIL waits for a busy one
+to give it up, which CPython asks for every switch interval (5 ms by default):
+beside a busy Python thread (the model loop, a game's glue), OSC handling waits
+about that long. At 1 ms it measured 2.7x faster (benchmarks/RESULTS.md); the
+audio callback never takes the GIL, so it costs the audio nothing. The old
+value comes back at :meth:`OscSurface.stop`.
+
+Threads: build, start and stop from one control thread; the parts run on their
+own threads (see each module).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.control.frame_clock import DEFAULT_LATENCY_S, FrameClock
+from engine.control.osc_aliases import AliasTable, load_aliases
+from engine.control.osc_api import DEFAULT_PREFIX, OscApi
+from engine.control.osc_heart import OscHeartRate, parse_bridges, scene_input_writer
+from engine.control.osc_server import (
+    DEFAULT_BURST,
+    DEFAULT_OSC_HOST,
+    DEFAULT_OSC_PORT,
+    DEFAULT_RATE_HZ,
+    OscServer,
+)
+from engine.control.status import StatusReport
+from engine.sensors.bridges import check_prefix
+
+__all__ = ["DEFAULT_SWITCH_INTERVAL_S", "OscSettings", "OscSurface"]
+
+DEFAULT_SWITCH_INTERVAL_S = 0.001
+
+
+@dataclass(frozen=True)
+class OscSettings:
+    """How the OSC surface is set up (``soundscape play --osc-...`` options).
+
+    ``hr_bridge``: ``all``, ``none``, or bridge names joined by commas
+    (``hrtovrchat``, ``iron-heart``, ``vrcosc``, ``generic``).
+    ``aliases_file``: a YAML alias table (:mod:`engine.control.osc_aliases`).
+    ``allow_networks``: needed to bind beyond loopback (CIDR strings).
+    ``switch_interval_s``: None leaves the interpreter's setting alone.
+    """
+
+    host: str = DEFAULT_OSC_HOST
+    port: int = DEFAULT_OSC_PORT
+    prefix: str = DEFAULT_PREFIX
+    hr_bridge: str = "all"
+    aliases_file: str | None = None
+    allow_networks: tuple[str, ...] = ()
+    switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S
+    timetag_latency_s: float = DEFAULT_LATENCY_S
+    max_subscribers: int = 8
+    rate_hz: float = DEFAULT_RATE_HZ
+    burst: float = DEFAULT_BURST
+
+    def check(self) -> None:
+        """ValueError naming the first setting that cannot work."""
+        check_prefix(self.prefix)
+        if self.prefix.endswith("/") or self.prefix == "":
+            raise ValueError(f"OSC prefix {self.prefix!r} must not end with '/'")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"OSC port must be 0..65535, not {self.port}")
+        parse_bridges(self.hr_bridge)
+        if self.switch_interval_s is not None and not self.switch_interval_s > 0:
+            raise ValueError(
+                f"switch_interval_s must be > 0, not {self.switch_interval_s}"
+            )
+
+
+class OscSurface:
+    """Everything OSC for one :class:`ScenePlayer` (see the module docstring).
+
+    Args:
+        player: the scene player to drive (a scene need not be loaded yet).
+        settings: :class:`OscSettings`.
+        live: the :class:`engine.rt.live.LivePlayer` playing ``player.engine``,
+            or None (offline, tests): timetags then follow ``engine.frame``
+            against the wall clock, and nothing pumps events ahead.
+        scene_folders: where ``/scene`` finds scenes by name (default: the
+            shipped ``scenes/`` folder).
+        clock: a :class:`FrameClock` to use instead of the default one.
+    """
+
+    def __init__(
+        self,
+        player: Any,
+        settings: OscSettings | None = None,
+        live: Any = None,
+        *,
+        scene_folders: list[Path] | None = None,
+        clock: FrameClock | None = None,
+    ) -> None:
+        self.settings = settings = settings or OscSettings()
+        settings.check()
+        self.player = player
+        self.live = live
+        engine = player.engine
+        self.server = OscServer(
+            settings.host,
+            settings.port,
+            rate_hz=settings.rate_hz,
+            burst=settings.burst,
+            allow_networks=settings.allow_networks,
+        )
+        if clock is None:
+            options = {"latency_s": settings.timetag_latency_s}
+            if live is not None:
+                clock = FrameClock.for_live(engine, live, **options)
+            else:
+                clock = FrameClock.for_engine(engine, **options)
+        self.clock = clock
+        self.heart: OscHeartRate | None = None
+        if parse_bridges(settings.hr_bridge):
+            self.heart = OscHeartRate(
+                self.server,
+                settings.hr_bridge,
+                scene_input_writer(player),
+                prefix=settings.prefix,
+                on_error=self._heart_error,
+            )
+        self.report = StatusReport(player, live, extra=self._add_heart)
+        self.api = OscApi(
+            self.server,
+            player,
+            prefix=settings.prefix,
+            clock=clock,
+            status=self.report.snapshot,
+            scene_folders=scene_folders,
+            pump_events=live is not None,
+            max_subscribers=settings.max_subscribers,
+        )
+        self.aliases: AliasTable | None = None
+        if settings.aliases_file is not None:
+            known = None
+            if player.inputs is not None:
+                known = list(player.inputs.specs)
+            self.aliases = load_aliases(
+                settings.aliases_file, self._alias_value, known_inputs=known
+            )
+        self._old_switch_interval_s: float | None = None
+
+    def _alias_value(self, name: str, value: float) -> None:
+        self.player.set_input(name, value)
+
+    def _heart_error(self, message: Any, sender: Any, reason: str) -> None:
+        self.api.reply_problem("error", message.address, reason, sender)
+
+    def _add_heart(self, snapshot: dict[str, Any]) -> None:
+        if self.heart is None:
+            return
+        state = self.heart.state()
+        snapshot["heart"] = {
+            "bpm": round(state.bpm, 2),
+            "rmssd_ms": round(state.rmssd_ms, 2),
+            "connected": state.connected,
+            "quality": round(state.quality, 3),
+        }
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (UDP and TCP)."""
+        return self.server.port
+
+    def start(self) -> OscSurface:
+        """Bind the port and start every part; returns the surface.
+
+        Raises OSError if the port is taken.
+        """
+        self.server.start()
+        try:
+            self.api.install()
+            if self.heart is not None:
+                self.heart.start()
+            if self.aliases is not None:
+                self.aliases.install(self.server)
+        except BaseException:
+            self.stop()
+            raise
+        if self.settings.switch_interval_s is not None:
+            self._old_switch_interval_s = sys.getswitchinterval()
+            sys.setswitchinterval(self.settings.switch_interval_s)
+        return self
+
+    def stop(self) -> None:
+        """Stop every part and the server; restore the switch interval."""
+        if self._old_switch_interval_s is not None:
+            sys.setswitchinterval(self._old_switch_interval_s)
+            self._old_switch_interval_s = None
+        if self.heart is not None:
+            self.heart.stop()
+        self.api.close()
+        self.server.stop()
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The server's, the API's and the heart-rate presets' counters."""
+        counts = {
+            "server": self.server.counters(),
+            "api": self.api.counters(),
+            "subscriptions": dict(self.api.subscriptions.counts),
+        }
+        if self.heart is not None:
+            counts["heart"] = dict(self.heart.counts)
+        counts["clock"] = {"resyncs": self.clock.resyncs}
+        return counts
+
+    def __enter__(self) -> OscSurface:  # noqa: PYI034 - Self needs Python 3.11
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,157 @@
+"""What the engine is doing, for status replies, subscriptions and monitors:
+scene, state, inputs, levels, CPU, underflows, uptime.
+
+    report = StatusReport(player, live=live_player)
+    report.snapshot()
+    # {"scene": "forest", "state": "night", "inputs": {"danger": 0.2},
+    #  "layers": {"wind": 1.0, ...}, "master_peak_dbfs": -14.2, ...}
+
+Levels are read from the arrays the audio thread writes, without a lock (as
+the design allows for aligned 8-byte values): the master output's peak and RMS
+over the last block rendered, and each layer's level (0..1, its state fade as
+the audio thread has it now). CPU is the callback's time against the block
+budget since the previous snapshot; underflows and callbacks come from the
+live player's statistics (absent offline).
+
+Threads: any control thread (the OSC receive threads, the subscription sender).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from engine.dsp.layout import INFO_OUT_SLOT, INFO_OUT_STRIDE, P_CURRENT
+
+__all__ = ["SILENCE_DB", "StatusReport", "master_levels_dbfs"]
+
+# What silence reads as, instead of -inf (OSC floats and JSON take it).
+SILENCE_DB = -120.0
+# CPU figures are recomputed at most this often (a faster poll reuses them).
+_CPU_WINDOW_S = 0.25
+
+
+def _db(amplitude: float) -> float:
+    if not amplitude > 0.0:
+        return SILENCE_DB
+    return max(20.0 * math.log10(amplitude), SILENCE_DB)
+
+
+def master_levels_dbfs(engine: Any, n_frames: int) -> tuple[float, float]:
+    """Peak and RMS (dBFS) of the master output's last ``n_frames`` rendered
+    (the frames of the last block, or of its last segment and the one before
+    when an event split it). ``SILENCE_DB`` for silence."""
+    master = engine.master
+    bufs = master.bufs
+    left = int(master.info[INFO_OUT_SLOT])
+    right = left + int(master.info[INFO_OUT_STRIDE])
+    n = max(1, min(int(n_frames), bufs.shape[1]))
+    block = bufs[[left, right], :n]
+    peak = float(np.max(np.abs(block)))
+    rms = float(np.sqrt(np.mean(np.square(block))))
+    if not (math.isfinite(peak) and math.isfinite(rms)):
+        return SILENCE_DB, SILENCE_DB  # the output guard mutes these anyway
+    return _db(peak), _db(rms)
+
+
+class StatusReport:
+    """Builds status snapshots of a :class:`ScenePlayer` (and of the
+    ``LivePlayer`` playing its engine, when there is one)."""
+
+    def __init__(
+        self,
+        player: Any,
+        live: Any = None,
+        *,
+        block_size: int | None = None,
+        extra: Any = None,
+    ) -> None:
+        self.player = player
+        self.engine = player.engine
+        self.live = live
+        self.block_size = int(
+            block_size or (live.block_size if live is not None else 128)
+        )
+        self.started_s = time.monotonic()
+        # Called with the snapshot dict to add to it (OSC counters, heart rate).
+        self.extra = extra
+        self._lock = threading.Lock()
+        self._cpu_at: tuple[float, Any] | None = None
+        self._cpu = (0.0, 0.0)
+
+    def _layer_levels(self, layers: list[str]) -> dict[str, float]:
+        program = self.engine.current
+        if program is None:
+            return {}
+        levels = {}
+        for layer in layers:
+            try:
+                ref = program.param(f"{layer}.level", "level")
+            except KeyError:
+                continue
+            value = float(program.params[P_CURRENT, ref.column])
+            levels[layer] = value if math.isfinite(value) else 0.0
+        return levels
+
+    def _volume_db(self) -> float:
+        master = self.engine.master
+        gain = master.param("volume", "gain_db")
+        level = master.param("volume", "level")
+        gain_db = float(master.params[P_CURRENT, gain.column])
+        linear = float(master.params[P_CURRENT, level.column])
+        return max(gain_db + _db(linear), SILENCE_DB)
+
+    def _cpu_percent(self) -> tuple[float, float]:
+        """(mean, max) callback time in % of the block budget, over the time
+        since the previous computation (at least ``_CPU_WINDOW_S``)."""
+        if self.live is None:
+            return 0.0, 0.0
+        now_s = time.monotonic()
+        with self._lock:
+            if self._cpu_at is not None and now_s - self._cpu_at[0] < _CPU_WINDOW_S:
+                return self._cpu
+            snapshot = self.live.snapshot()
+            if self._cpu_at is not None:
+                recent = snapshot.since(self._cpu_at[1])
+            else:
+                recent = snapshot
+            budget_ns = 1e9 * self.block_size / self.engine.sample_rate
+            mean = (
+                recent.callback_ns_total / recent.callbacks / budget_ns
+                if recent.callbacks
+                else 0.0
+            )
+            # The longest callback since the stream started (the stats keep one).
+            self._cpu = (100.0 * mean, 100.0 * snapshot.callback_ns_max / budget_ns)
+            self._cpu_at = (now_s, snapshot)
+            return self._cpu
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status as a dict of plain values (str, float, int, dicts)."""
+        status = self.player.status()
+        peak_db, rms_db = master_levels_dbfs(self.engine, self.block_size)
+        cpu_mean, cpu_max = self._cpu_percent()
+        live_stats = self.live.snapshot() if self.live is not None else None
+        snapshot: dict[str, Any] = {
+            "scene": status.get("scene") or "",
+            "state": status.get("state") or "",
+            "inputs": dict(status.get("inputs", {})),
+            "layers": self._layer_levels(list(status.get("layers", []))),
+            "master_peak_dbfs": round(peak_db, 2),
+            "master_rms_dbfs": round(rms_db, 2),
+            "volume_db": round(self._volume_db(), 2),
+            "cpu_percent": round(cpu_mean, 2),
+            "cpu_max_percent": round(cpu_max, 2),
+            "callbacks": live_stats.callbacks if live_stats else 0,
+            "underflows": live_stats.output_underflows if live_stats else 0,
+            "uptime_s": round(time.monotonic() - self.started_s, 3),
+            "frame": self.engine.frame,
+            "last_error": status.get("last_error") or "",
+        }
+        if self.extra is not None:
+            self.extra(snapshot)
+        return snapshot

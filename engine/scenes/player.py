@@ -1,0 +1,637 @@
+"""Playing a scene on an engine: the one object that OSC, the CLI, scripts and the
+daemon drive.
+
+    engine = Engine()
+    player = ScenePlayer(engine)
+    player.load("forest")                  # a shipped scene, or a file path
+    player.set_input("danger", 0.7)        # parameters that follow it glide
+    player.set_state("combat")             # layers crossfade, on the bar if asked
+    player.fire("thunder", velocity=0.8)   # a one-shot with its random spread
+    player.set_param("wind", "gusts", "rate_hz", 0.3, ramp_s=2.0)
+    player.set_volume(-6.0, ramp_s=1.0)
+    player.sleep_timer(45 * 60, fade_s=600)
+
+Every call takes an optional engine ``frame``: scripts and OSC bundles with a
+timetag land on that exact sample, and an offline render of the same calls is
+identical to what played. Without one, a change applies at the next block.
+
+Bad input (an unknown name, a value that is not a finite number) raises
+``ValueError`` naming what was wrong, and changes nothing. A scene file that
+fails to load raises :class:`SceneError` and the playing scene stays; while
+:meth:`watch` runs, saving the file crossfades the new version in, and a broken
+edit is reported through ``on_error`` while the old version keeps playing.
+
+Loudness: a scene's ``master.loudness_lufs`` is held by a trim gain measured
+when the scene loads, by rendering it offline for a while at its default inputs
+(ITU-R BS.1770 integrated loudness), once per state; a state change glides the
+trim with its fade. Measurements are cached on disk, so only the first start
+of a scene (or of an edited one) pays for them.
+
+Control thread only (any number of them: every method takes the player's lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.analysis import integrated_loudness_lufs
+from engine.dsp.cache_guard import sources_digest
+from engine.dsp.nodes import node_types
+from engine.graph.graph import Graph
+from engine.graph.program import Program
+from engine.naming import did_you_mean
+from engine.rt.engine import Engine, EngineError
+from engine.rt.ring import EV_SET, EV_SET_NOW, EV_TRIGGER
+from engine.scenes.control import SceneInputs
+from engine.scenes.errors import SceneError
+from engine.scenes.format import (
+    TRIM_NODE,
+    firing_nodes,
+    layer_copies,
+    load_scene_file,
+    state_level,
+)
+from engine.scenes.library import find_scene, scene_files
+
+# Loudness is measured over this much of an offline render, after the first
+# seconds (fade-in, reverb build-up) are skipped.
+LOUDNESS_SKIP_S = 3.0
+LOUDNESS_MEASURE_S = 20.0
+# The trim never moves a scene further than this from how it was written.
+MAX_TRIM_DB = 24.0
+# A saved edit crossfades in over this long.
+RELOAD_FADE_S = 1.0
+DEFAULT_SCENE_FADE_S = 3.0
+WATCH_INTERVAL_S = 0.5
+_SLEEP_TAG = "sleep-timer"
+_AUTO_TAG = "auto-fire"
+# Triggers that fire on their own are planned this far ahead (events wait in
+# the engine's schedule; a new scene withdraws them).
+AUTO_FIRE_PLAN_S = 24 * 3600.0
+
+
+def _trim_cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "soundscape" / "loudness-trims.json"
+
+
+class _TrimCache:
+    """Measured trims, kept on disk so a scene starts at once the second time.
+    Keyed by the scene file's content, the rate, the seed and the DSP sources
+    (a changed kernel may change the loudness). Any trouble with the file
+    means measuring again, never an error."""
+
+    def __init__(self) -> None:
+        self._trims: dict[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, float]:
+        if self._trims is None:
+            try:
+                data = json.loads(_trim_cache_file().read_text())
+                self._trims = {
+                    k: float(v) for k, v in data.items() if isinstance(v, int | float)
+                }
+            except (OSError, ValueError, AttributeError):
+                self._trims = {}
+        return self._trims
+
+    def get(self, key: str) -> float | None:
+        with self._lock:
+            return self._load().get(key)
+
+    def put(self, key: str, trim_db: float) -> None:
+        with self._lock:
+            trims = self._load()
+            trims[key] = trim_db
+            path = _trim_cache_file()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_suffix(f".{os.getpid()}.tmp")
+                temporary.write_text(json.dumps(trims, indent=1))
+                temporary.replace(path)
+            except OSError:
+                pass
+
+
+_trim_cache = _TrimCache()
+
+
+@dataclass
+class _Voices:
+    """Round-robin voice copies of one trigger's layer."""
+
+    copies: list[str]
+    length_frames: int
+    next: int = 0
+    fired_at: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Loaded:
+    path: Path
+    scene: dict[str, Any]
+    program: Program
+    trim_db: float
+    digest: str
+    state_trims_db: dict[str | None, float] = field(default_factory=dict)
+
+
+def _print_error(message: str) -> None:
+    print(f"soundscape: {message}", file=sys.stderr)
+
+
+def _number(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what}: {value!r} is not a finite number")
+    return number
+
+
+def measure_loudness(engine: Engine, graph: Graph) -> float:
+    """Integrated loudness (LUFS) of ``graph`` rendered offline on a fresh engine
+    with ``engine``'s rate and seed; -inf for silence."""
+    probe = Engine(sample_rate=engine.sample_rate, seed=engine.seed)
+    probe.load(graph, fade_s=0.0)
+    rate = engine.sample_rate
+    probe.render(round(LOUDNESS_SKIP_S * rate), block_size=512)
+    audio = probe.render(round(LOUDNESS_MEASURE_S * rate), block_size=512)
+    return integrated_loudness_lufs(audio.astype(np.float64), rate)
+
+
+class ScenePlayer:
+    """Loads scenes onto an :class:`Engine` and turns names into events.
+
+    ``lookahead_s`` is how far ahead of the engine's clock a quantized change
+    may be placed (live playback: enough for the event pump to deliver it).
+    ``volume_cap_db`` caps :meth:`set_volume`, whatever asks for more.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        seed: int | None = None,
+        lookahead_s: float = 0.0,
+        volume_cap_db: float = 0.0,
+        hold_loudness: bool = True,
+        on_error: Callable[[str], None] = _print_error,
+    ) -> None:
+        self.engine = engine
+        self.lookahead_frames = round(lookahead_s * engine.sample_rate)
+        self.volume_cap_db = float(volume_cap_db)
+        self.hold_loudness = hold_loudness
+        self.on_error = on_error
+        self.last_error: str | None = None
+        self._rng = np.random.default_rng(engine.seed if seed is None else seed)
+        self._lock = threading.RLock()
+        self._loaded: _Loaded | None = None
+        self.inputs: SceneInputs | None = None
+        self.state: str | None = None
+        self._voices: dict[str, _Voices] = {}
+        self._origin = 0  # the frame the beat grid counts from
+        self._watch_stop: threading.Event | None = None
+        self._watched_mtime: float | None = None
+
+    # Loading -------------------------------------------------------------------
+
+    @property
+    def scene(self) -> dict[str, Any]:
+        if self._loaded is None:
+            raise ValueError("no scene loaded")
+        return self._loaded.scene
+
+    def _trim_for(
+        self, path: Path, digest: str, scene: dict[str, Any], state: str | None
+    ) -> float:
+        """The trim that brings the scene, as written (default inputs), in
+        ``state`` to its loudness target; measured once, then cached."""
+        key = (
+            f"{digest}:{state}:{self.engine.sample_rate}:{self.engine.seed}:"
+            f"{sources_digest()[:16]}"
+        )
+        trim = _trim_cache.get(key)
+        if trim is None:
+            measured = measure_loudness(
+                self.engine, load_scene_file(path, None, state)[1]
+            )
+            target = scene["master"]["loudness_lufs"]
+            trim = (
+                0.0
+                if not math.isfinite(measured)
+                else min(max(target - measured, -MAX_TRIM_DB), MAX_TRIM_DB)
+            )
+            _trim_cache.put(key, trim)
+        return trim
+
+    def _prepare(
+        self,
+        path: Path,
+        input_values: Mapping[str, float] | None,
+        state: str | None,
+    ) -> _Loaded:
+        scene, graph = load_scene_file(path, input_values, state)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        # Each state is held to the target on its own (a combat state has more
+        # layers than explore, not more loudness), measured as written so that
+        # a reload in the middle of a game does not move the trims.
+        trims = {None: 0.0}
+        if self.hold_loudness:
+            trims = {
+                s: self._trim_for(path, digest, scene, s)
+                for s in (list(scene["states"]) or [None])
+            }
+        trim_db = trims[scene.get("initial_state")]
+        trim = next(n for n in graph.nodes if n.name == TRIM_NODE)
+        trim.values["gain_db"] = trim_db
+        return _Loaded(path, scene, self.engine.compile(graph), trim_db, digest, trims)
+
+    def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
+        self.engine.load(loaded.program, fade_s=fade_s)
+        self._loaded = loaded
+        scene = loaded.scene
+        # The graph was built with the inputs' starting values as defaults.
+        self.inputs = SceneInputs(scene, self.engine)
+        self.state = scene.get("initial_state")
+        self._voices = {
+            name: self._trigger_voices(scene, trigger)
+            for name, trigger in scene["triggers"].items()
+        }
+        if not keep_grid:
+            self._origin = self.engine.frame
+        self._watched_mtime = _mtime(loaded.path)
+        self._plan_auto_fire()
+
+    def _plan_auto_fire(self) -> None:
+        self.engine.cancel(_AUTO_TAG)
+        rate = self.engine.sample_rate
+        for name, trigger in self.scene["triggers"].items():
+            if "every_s" not in trigger:
+                continue
+            low, high = trigger["every_s"]
+            t = self._rng.uniform(low, high)
+            while t < AUTO_FIRE_PLAN_S:
+                self.fire(
+                    name, frame=self.engine.frame + round(t * rate), tag=_AUTO_TAG
+                )
+                t += self._rng.uniform(low, high)
+
+    def load(
+        self,
+        scene: str | Path,
+        fade_s: float | None = None,
+        input_values: Mapping[str, float] | None = None,
+        state: str | None = None,
+    ) -> None:
+        """Crossfade to a scene (a file path or a shipped scene's name) over
+        ``fade_s`` seconds (default: 3 s, or a short fade-in from silence).
+        Raises SceneError or ValueError, and the playing scene stays."""
+        path = find_scene(scene)
+        if path is None:
+            known = sorted(scene_files())
+            raise ValueError(
+                f"unknown scene {str(scene)!r}{did_you_mean(str(scene), known)}; "
+                f"shipped: {', '.join(known)}"
+            )
+        # Compiling and measuring take up to seconds: outside the lock, so the
+        # OSC receive threads and the model loop are not held up meanwhile.
+        loaded = self._prepare(path, input_values, state)
+        with self._lock:
+            if fade_s is None and self._loaded is not None:
+                fade_s = DEFAULT_SCENE_FADE_S
+            self._install(loaded, fade_s, keep_grid=False)
+            self.last_error = None
+            # A scene's own sleep timer starts when it is chosen (not on reload).
+            timer = loaded.scene.get("sleep_timer")
+            if timer is not None:
+                self.sleep_timer(60.0 * timer["after_min"], 60.0 * timer["fade_min"])
+            else:
+                self.cancel_sleep_timer(ramp_s=0.0)
+
+    def reload(self) -> bool:
+        """Load the playing scene's file again, keeping input values and the
+        state where they still exist; crossfade it in. On an error, report it
+        through ``on_error``, keep the playing version and return False."""
+        with self._lock:
+            if self._loaded is None:
+                return False
+            path = self._loaded.path
+            inputs = self.inputs.values if self.inputs is not None else {}
+            try:
+                loaded = self._prepare(path, None, None)
+                kept = {
+                    name: min(max(value, spec["minimum"]), spec["maximum"])
+                    for name, value in inputs.items()
+                    if (spec := loaded.scene["inputs"].get(name)) is not None
+                }
+                state = self.state if self.state in loaded.scene["states"] else None
+                if kept or state is not None:
+                    loaded = self._prepare(path, kept, state)
+            except (SceneError, ValueError, OSError) as error:
+                self._watched_mtime = _mtime(path)
+                self.last_error = f"{path}: kept the playing version: {error}"
+                self.on_error(self.last_error)
+                return False
+            try:
+                self._install(loaded, RELOAD_FADE_S, keep_grid=True)
+            except EngineError as error:  # a switch still fading: try next save
+                self.last_error = f"{path}: not reloaded yet: {error}"
+                self.on_error(self.last_error)
+                return False
+            self.last_error = None
+            return True
+
+    def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+        """Reload the scene whenever its file is saved (a background thread,
+        until :meth:`stop_watching`)."""
+        if self._watch_stop is not None:
+            return
+        stop = threading.Event()
+        self._watch_stop = stop
+
+        def run() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    loaded = self._loaded
+                    if loaded is None:
+                        continue
+                    mtime = _mtime(loaded.path)
+                    if mtime is not None and mtime != self._watched_mtime:
+                        self.reload()
+                except Exception as error:  # noqa: BLE001 - the watcher must live
+                    self.on_error(f"scene watcher: {error}")
+
+        threading.Thread(target=run, name="soundscape-watch", daemon=True).start()
+
+    def stop_watching(self) -> None:
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
+
+    # Inputs, states, triggers, parameters ---------------------------------------
+
+    def set_input(self, name: str, value: Any, frame: int | None = None) -> float:
+        """Set a scene input (clamped to its range); returns the value used."""
+        with self._lock:
+            if self.inputs is None:
+                raise ValueError("no scene loaded")
+            return self.inputs.set(name, value, frame)
+
+    def _beat_frames(self) -> float:
+        return 60.0 / self.scene["tempo_bpm"] * self.engine.sample_rate
+
+    def quantized(self, quantize: str, frame: int | None) -> int | None:
+        """The frame a change lands on: ``frame`` (None: the next block), or the
+        first beat or bar at or after it, on the scene's grid."""
+        if quantize == "none":
+            return frame
+        now = self.engine.frame + self.lookahead_frames if frame is None else frame
+        period = self._beat_frames()
+        if quantize == "bar":
+            period *= self.scene["beats_per_bar"]
+        count = math.ceil((now - self._origin) / period - 1e-9)
+        return self._origin + round(count * period)
+
+    def set_state(self, name: str, frame: int | None = None) -> int | None:
+        """Move to a discrete state: each layer fades to the state's level over
+        the state's ``fade_s``, from the frame returned (None: next block)."""
+        with self._lock:
+            states = self.scene["states"]
+            state = states.get(name)
+            if state is None:
+                known = ", ".join(states) or "none"
+                raise ValueError(
+                    f"no state {name!r}{did_you_mean(name, states)} (states: {known})"
+                )
+            at = self.quantized(state["quantize"], frame)
+            for layer_name, layer in self.scene["layers"].items():
+                if layer["muted"]:
+                    continue
+                level = state_level(self.scene, name, layer_name)
+                for copy in layer_copies(self.scene, layer_name):
+                    self.engine.ramp(
+                        f"{copy}.level", "level", level, state["fade_s"], frame=at
+                    )
+            trim_db = self._loaded.state_trims_db.get(name, self._loaded.trim_db)
+            self.engine.ramp(TRIM_NODE, "gain_db", trim_db, state["fade_s"], frame=at)
+            self._loaded.trim_db = trim_db
+            self.state = name
+            return at
+
+    def _trigger_voices(
+        self, scene: dict[str, Any], trigger: dict[str, Any]
+    ) -> _Voices:
+        layer = scene["layers"][trigger["layer"]]
+        types = node_types()
+        longest_ms = 0.0
+        for node_name in firing_nodes(layer):
+            entry = layer["nodes"][node_name]
+            spec = types[entry["type"]]
+            total = 0.0
+            for param in ("attack_ms", "release_ms"):
+                value = entry.get(param, spec.param(param).default)
+                total += float(np.max(value)) if not isinstance(value, dict) else 0.0
+            longest_ms = max(longest_ms, total)
+        copies = layer_copies(scene, trigger["layer"])
+        return _Voices(
+            copies,
+            round(longest_ms / 1000.0 * self.engine.sample_rate),
+            fired_at=[-(10**12)] * len(copies),
+        )
+
+    def fire(
+        self,
+        name: str,
+        velocity: Any = 1.0,
+        frame: int | None = None,
+        tag: str | None = None,
+    ) -> int | None:
+        """Fire a trigger: the next of its voices (the oldest is taken when all
+        sound) starts with its random pitch, gain and pan; ``velocity`` 0..1
+        scales its level. Returns the frame it lands on (None: next block)."""
+        with self._lock:
+            triggers = self.scene["triggers"]
+            trigger = triggers.get(name)
+            if trigger is None:
+                known = ", ".join(triggers) or "none"
+                raise ValueError(
+                    f"no trigger {name!r}{did_you_mean(name, triggers)} "
+                    f"(triggers: {known})"
+                )
+            velocity = min(
+                max(_number(velocity, f"trigger {name!r} velocity"), 0.0), 1.0
+            )
+            if velocity == 0.0:
+                return None
+            at = self.quantized(trigger["quantize"], frame)
+            voices = self._voices[name]
+            k = voices.next
+            voices.next = (k + 1) % len(voices.copies)
+            copy = voices.copies[k]
+            when = self.engine.frame if at is None else at
+            # A silent voice takes its new settings at once; one still sounding
+            # glides to them, so taking it over never clicks.
+            idle = when - voices.fired_at[k] > voices.length_frames
+            voices.fired_at[k] = when
+            kind = EV_SET_NOW if idle else EV_SET
+            layer = self.scene["layers"][trigger["layer"]]
+            spread = trigger.get("random", {})
+            gain_db = layer["gain_db"] + 20.0 * math.log10(velocity)
+            if "gain_db" in spread:
+                gain_db += self._rng.uniform(*spread["gain_db"])
+            self.engine.schedule(at, f"{copy}.level", "gain_db", gain_db, kind, tag=tag)
+            if "pan" in spread:
+                pan = self._rng.uniform(*spread["pan"])
+                self.engine.schedule(at, f"{copy}.pan", "pan", pan, kind, tag=tag)
+            if "pitch_semitones" in spread:
+                ratio = 2.0 ** (self._rng.uniform(*spread["pitch_semitones"]) / 12.0)
+                self._transpose(layer, copy, ratio, at, kind, tag)
+            for key, (low, high) in spread.get("params", {}).items():
+                node_name, _, param = key.partition(".")
+                value = self._rng.uniform(low, high)
+                self.engine.schedule(
+                    at, f"{copy}.{node_name}", param, value, kind, tag=tag
+                )
+            for node_name in firing_nodes(layer):
+                self.engine.schedule(
+                    at, f"{copy}.{node_name}", "trigger", 0.0, EV_TRIGGER, tag=tag
+                )
+            return at
+
+    def _transpose(
+        self,
+        layer: dict[str, Any],
+        copy: str,
+        ratio: float,
+        at: int | None,
+        kind: int,
+        tag: str | None,
+    ) -> None:
+        types = node_types()
+        for node_name, entry in layer["nodes"].items():
+            spec = types[entry["type"]]
+            if not any(p.name == "frequency_hz" for p in spec.params):
+                continue
+            base = entry.get("frequency_hz", spec.param("frequency_hz").default)
+            if isinstance(base, dict):  # follows an input: leave it to the input
+                continue
+            node = f"{copy}.{node_name}"
+            if isinstance(base, list):
+                for voice, hz in enumerate(base):
+                    self.engine.schedule(
+                        at, node, "frequency_hz", hz * ratio, kind, voice=voice, tag=tag
+                    )
+            else:
+                self.engine.schedule(
+                    at, node, "frequency_hz", base * ratio, kind, tag=tag
+                )
+
+    def set_param(
+        self,
+        layer: str,
+        node: str,
+        param: str,
+        value: Any,
+        ramp_s: float | None = None,
+        frame: int | None = None,
+    ) -> None:
+        """Set a parameter of a layer's node: it glides per its smoothing, or in a
+        straight line over ``ramp_s`` seconds."""
+        with self._lock:
+            layers = self.scene["layers"]
+            if layer not in layers or layers[layer]["muted"]:
+                raise ValueError(
+                    f"no playing layer {layer!r}{did_you_mean(layer, layers)}"
+                )
+            number = _number(value, f"{layer}.{node}.{param}")
+            program = self.engine.current
+            assert program is not None
+            try:
+                program.param(f"{layer}.{node}", param)
+            except KeyError as error:
+                raise ValueError(str(error).strip('"')) from None
+            for copy in layer_copies(self.scene, layer):
+                if ramp_s is None:
+                    self.engine.schedule(frame, f"{copy}.{node}", param, number, EV_SET)
+                else:
+                    self.engine.ramp(f"{copy}.{node}", param, number, ramp_s, frame)
+
+    # Master ---------------------------------------------------------------------
+
+    def set_volume(
+        self, gain_db: Any, ramp_s: float = 0.5, frame: int | None = None
+    ) -> float:
+        """Master volume in dB (capped at ``volume_cap_db``), in a straight line
+        over ``ramp_s``; returns the volume used."""
+        volume = min(_number(gain_db, "volume"), self.volume_cap_db)
+        volume = max(volume, -120.0)
+        self.engine.ramp("master.volume", "gain_db", volume, ramp_s, frame)
+        return volume
+
+    def sleep_timer(self, after_s: float, fade_s: float = 300.0) -> int:
+        """Fade the whole output to digital silence so that it ends ``after_s``
+        seconds from now, the fade taking the last ``fade_s``; a new timer
+        replaces the old, and :meth:`cancel_sleep_timer` brings the sound back.
+        Returns the frame the silence starts."""
+        after_s = _number(after_s, "sleep timer")
+        fade_s = min(max(_number(fade_s, "sleep timer fade"), 0.0), max(after_s, 0.0))
+        rate = self.engine.sample_rate
+        end = self.engine.frame + round(after_s * rate)
+        self.cancel_sleep_timer()
+        self.engine.ramp(
+            "master.volume",
+            "level",
+            0.0,
+            fade_s,
+            frame=end - round(fade_s * rate),
+            tag=_SLEEP_TAG,
+        )
+        return end
+
+    def cancel_sleep_timer(self, ramp_s: float = 2.0) -> None:
+        self.engine.cancel(_SLEEP_TAG)
+        self.engine.ramp("master.volume", "level", 1.0, ramp_s)
+
+    # Status ---------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What is playing, for status replies and the monitor."""
+        with self._lock:
+            if self._loaded is None:
+                return {"scene": None, "frame": self.engine.frame}
+            scene = self._loaded.scene
+            return {
+                "scene": scene["name"],
+                "file": str(self._loaded.path),
+                "state": self.state,
+                "states": list(scene["states"]),
+                "triggers": list(scene["triggers"]),
+                "layers": [
+                    n for n, layer in scene["layers"].items() if not layer["muted"]
+                ],
+                "inputs": dict(self.inputs.values) if self.inputs else {},
+                "loudness_trim_db": round(self._loaded.trim_db, 2),
+                "frame": self.engine.frame,
+                "last_error": self.last_error,
+            }
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return None

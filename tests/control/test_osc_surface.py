@@ -1,0 +1,221 @@
+"""The OSC surface as a whole: settings checked by name, the switch interval set
+and restored, an alias table driving inputs, a fuzz run against a scene playing
+live under a JACK dummy server, and `soundscape play` answering /status."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osc_fuzz_corpus import fuzz_datagrams  # tests/control, on the path
+from pythonosc.udp_client import SimpleUDPClient
+
+from engine.control.osc_surface import OscSettings, OscSurface
+from engine.control.osc_wire import encode_message, parse
+from engine.dsp.layout import P_CURRENT, P_TARGET
+from engine.rt.core import C_NONFINITE
+from engine.rt.engine import Engine
+from engine.scenes.errors import SceneError
+from engine.scenes.player import ScenePlayer
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).parents[2]
+DATA = ROOT / "tests" / "scenes" / "data"
+GAME = DATA / "game.yaml"
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def game_player() -> ScenePlayer:
+    player = ScenePlayer(Engine(seed=2), on_error=lambda m: None)
+    player.load(GAME)
+    return player
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (OscSettings(prefix="soundscape"), "must start with '/'"),
+        (OscSettings(prefix="/soundscape/"), "must not end with '/'"),
+        (OscSettings(port=70000), "0..65535"),
+        (OscSettings(hr_bridge="vrcsoc"), "did you mean 'vrcosc'"),
+        (OscSettings(switch_interval_s=0.0), "switch_interval_s"),
+        (OscSettings(host="0.0.0.0", port=0), "allow_networks"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(settings, message):
+    with pytest.raises(ValueError, match=message):
+        OscSurface(game_player(), settings)
+
+
+def test_switch_interval_is_set_while_running_and_restored():
+    before = sys.getswitchinterval()
+    surface = OscSurface(game_player(), OscSettings(port=0, hr_bridge="none"))
+    surface.start()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    finally:
+        surface.stop()
+    assert sys.getswitchinterval() == before
+
+
+def test_alias_table_drives_scene_inputs(tmp_path):
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text(
+        "aliases:\n  /game/danger: {input: danger, from: [0, 100], to: [0, 1]}\n"
+    )
+    player = game_player()
+    settings = OscSettings(port=0, hr_bridge="none", aliases_file=str(aliases))
+    with OscSurface(player, settings) as osc:
+        SimpleUDPClient(HOST, osc.port).send_message("/game/danger", 25)
+        assert wait_for(lambda: player.inputs.values["danger"] == 0.25)
+        # A bad value: refused, an error reply names the alias's address.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5.0)
+            client.sendto(encode_message("/game/danger", ["lots"]), (HOST, osc.port))
+            (reply,) = parse(client.recvfrom(65536)[0])
+        assert reply.address == "/soundscape/error"
+        assert reply.args[0] == "/game/danger"
+        assert "needs a number" in reply.args[1]
+        assert player.inputs.values["danger"] == 0.25
+
+
+def test_an_alias_for_an_input_the_scene_lacks_is_refused_with_its_line(tmp_path):
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("aliases:\n  /game/danger: {input: dangr}\n")
+    settings = OscSettings(port=0, aliases_file=str(aliases))
+    with pytest.raises(SceneError, match=r"aliases.yaml:2:.*did you mean 'danger'"):
+        OscSurface(game_player(), settings)
+
+
+def test_fuzzed_datagrams_against_a_scene_playing_live(jack_server):
+    from engine.rt.live import LivePlayer
+
+    player = game_player()
+    engine = player.engine
+    live = LivePlayer(engine, block_size=128)
+    settings = OscSettings(port=0, hr_bridge="all", rate_hz=1e6, burst=1e6)
+    live.start()
+    try:
+        surface = OscSurface(player, settings, live=live, scene_folders=[DATA])
+        surface.start()
+        try:
+            rng = random.Random(4)
+            addresses = [a for a in surface.server.addresses if "*" not in a]
+            n_datagrams = 3000
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as fuzzer:
+                for i, data in enumerate(fuzz_datagrams(rng, addresses, n_datagrams)):
+                    fuzzer.sendto(data, (HOST, surface.port))
+                    if i % 100 == 99:  # keep within the socket's buffer
+                        wait_for(
+                            lambda n=i + 1: surface.server.counters()["received"] >= n
+                        )
+            assert wait_for(
+                lambda: surface.server.counters()["received"] >= n_datagrams, 20.0
+            )
+            counts = surface.counters()
+            server = counts["server"]
+            assert server["internal_errors"] == 0
+            assert server["handler_errors"] == 0  # every refusal was an API reply
+            assert server["malformed"] > 0 and server["dispatched"] > 0
+            assert counts["api"]["rejected"] > 0 and counts["api"]["applied"] > 0
+            assert "slow_handlings" in server  # counted; the benchmark reports it
+            # Nothing non-finite reached a parameter or the output.
+            for program in (engine.slots[0], engine.slots[1], engine.master):
+                assert np.all(np.isfinite(program.params[P_TARGET]))
+                assert np.all(np.isfinite(program.params[P_CURRENT]))
+            assert engine.ctl[C_NONFINITE] == 0
+            # Still answering, and the audio still running.
+            callbacks = live.snapshot().callbacks
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.settimeout(5.0)
+                client.sendto(
+                    encode_message("/soundscape/status"), (HOST, surface.port)
+                )
+                first = None
+                while first is None or not first.address.startswith(
+                    "/soundscape/status"
+                ):
+                    first = parse(client.recvfrom(65536)[0])[0]
+            assert wait_for(lambda: live.snapshot().callbacks > callbacks + 10)
+        finally:
+            surface.stop()
+    finally:
+        live.stop()
+
+
+def test_play_answers_status_over_osc_while_it_plays(jack_server, oscdump):
+    port = _free_udp_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    play = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from engine.cli import main; raise SystemExit(main())",
+            *("play", str(GAME), "--seconds", "30", "--osc-port", str(port)),
+            *("--hr-bridge", "none"),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert play.stderr is not None
+        line = play.stderr.readline()
+        while line and "OSC on" not in line:
+            line = play.stderr.readline()
+        assert f"OSC on 127.0.0.1:{port}" in line
+        subprocess.run(
+            [
+                "oscsend",
+                "localhost",
+                str(port),
+                "/soundscape/status",
+                "i",
+                str(oscdump.port),
+            ],
+            check=True,
+            timeout=10,
+        )
+        lines = oscdump.lines(10, timeout_s=10.0)
+        assert any('/soundscape/status/scene ss "game"' in x for x in lines)
+    finally:
+        play.terminate()
+        play.wait(30)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def test_no_osc_leaves_the_port_free():
+    from engine.cli import build_parser
+
+    args = build_parser().parse_args(["play", "focus", "--no-osc"])
+    assert args.no_osc is True
+    args = build_parser().parse_args(["play", "focus"])
+    assert (args.osc_host, args.osc_port, args.osc_prefix) == (
+        "127.0.0.1",
+        9000,
+        "/soundscape",
+    )
+    assert (args.hr_bridge, args.aliases, args.no_osc) == ("all", None, False)

@@ -1,0 +1,55 @@
+"""Status snapshots: master levels measured from what was rendered, layer levels
+as the audio thread has them, volume, and the player's scene, state, inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.control.status import SILENCE_DB, StatusReport, master_levels_dbfs
+from engine.rt.engine import Engine
+from engine.scenes.player import ScenePlayer
+
+RATE = 48000
+GAME = Path(__file__).parents[1] / "scenes" / "data" / "game.yaml"
+
+
+@pytest.fixture
+def player() -> ScenePlayer:
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=3), on_error=lambda m: None)
+    player.load(GAME)
+    return player
+
+
+def test_master_levels_match_the_last_block_rendered(player):
+    audio = player.engine.render(RATE, block_size=256)
+    peak_db, rms_db = master_levels_dbfs(player.engine, 256)
+    last = audio[-256:].astype(np.float64)
+    assert peak_db == pytest.approx(20 * np.log10(np.max(np.abs(last))), abs=1e-4)
+    assert rms_db == pytest.approx(20 * np.log10(np.sqrt(np.mean(last**2))), abs=1e-4)
+
+
+def test_silence_reads_as_the_floor():
+    engine = Engine(sample_rate=RATE)
+    engine.render(512)
+    assert master_levels_dbfs(engine, 128) == (SILENCE_DB, SILENCE_DB)
+
+
+def test_snapshot_names_scene_state_inputs_layers_and_volume(player):
+    engine = player.engine
+    engine.render(RATE // 2)
+    player.set_input("danger", 0.4)
+    player.set_state("combat", frame=engine.frame)  # quantized to the next bar
+    player.set_volume(-6.0, ramp_s=0.0)
+    engine.render(4 * RATE)
+    snapshot = StatusReport(player).snapshot()
+    assert snapshot["scene"] == "game"
+    assert snapshot["state"] == "combat"
+    assert snapshot["inputs"] == {"danger": 0.4}
+    assert snapshot["layers"]["calm"] == 0.0  # faded out in combat
+    assert snapshot["layers"]["tense"] == pytest.approx(1.0)
+    assert snapshot["volume_db"] == pytest.approx(-6.0)
+    assert snapshot["master_peak_dbfs"] > snapshot["master_rms_dbfs"] > -60
+    assert snapshot["underflows"] == 0 and snapshot["cpu_percent"] == 0.0
