@@ -7,20 +7,19 @@
                       [--block-size B] [--set INPUT=VALUE ...] [--state S]
                       [--script FILE]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
-                    [--stats FILE] [--set INPUT=VALUE ...]
-    soundscape config show [--config PATH] [daemon flags...]
-    soundscape service install|uninstall [--config PATH]
                     [--stats FILE] [--set INPUT=VALUE ...] [--state S]
                     [--no-osc] [--osc-host H] [--osc-port 9000] [--osc-allow CIDR]
                     [--osc-prefix /soundscape] [--hr-bridge all] [--aliases FILE]
+    soundscape config show [--config PATH] [daemon flags...]
+    soundscape service install|uninstall [--config PATH]
     soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
                       [--prefix /soundscape] [--seconds N] [--speed X]
                       [--seed S] [--dropouts] [--ectopic-per-min R]
 
 SCENE is a scene file (``path/to/scene.yaml``), the name of one in ``scenes/``,
 or a built-in demo graph. While ``play`` runs, saving the scene file crossfades
-the edit in (a broken edit is reported and the old version plays on). Errors are one line on stderr and a non-zero exit,
-never a traceback.
+the edit in (a broken edit is reported and the old version plays on). Errors are
+one line on stderr and a non-zero exit, never a traceback.
 
 Audio thread: no.
 """
