@@ -12,6 +12,8 @@
                     [--osc-prefix /soundscape] [--hr-bridge all] [--aliases FILE]
     soundscape config show [--config PATH] [daemon flags...]
     soundscape service install|uninstall [--config PATH]
+    soundscape daemon [--config PATH] [daemon flags...]
+    soundscape status [--json] | stop | scene NAME [--fade S] | volume DB [--ramp S]
     soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
                       [--prefix /soundscape] [--seconds N] [--speed X]
                       [--seed S] [--dropouts] [--ectopic-per-min R]
@@ -324,6 +326,65 @@ def cmd_service(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_daemon(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    from engine.daemon.config import overrides_from_args
+    from engine.daemon.main import run_daemon
+
+    code = run_daemon(args.config, overrides_from_args(args))
+    # Everything is closed by now (stream, PortAudio, OSC, lock). Skipping the
+    # interpreter's own clean-up keeps the exit inside the fade's time budget
+    # (it took 0.5-1 s with Numba loaded) and away from native threads that an
+    # outage may have left inside abandoned PortAudio copies.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """``status``, ``stop``, ``scene`` and ``volume``: OSC to the daemon."""
+    from engine.daemon.config import load_config
+    from engine.daemon.control_client import (
+        DaemonClient,
+        DaemonRefused,
+        NoDaemon,
+        format_status,
+    )
+
+    overrides = {
+        "osc_host": args.config_osc_host,
+        "osc_port": args.config_osc_port,
+        "osc_prefix": args.config_osc_prefix,
+    }
+    config = load_config(args.config, overrides, use_last_scene=False)
+    host = "127.0.0.1" if config.osc_host in ("0.0.0.0", "::") else config.osc_host
+    try:
+        with DaemonClient(host, config.osc_port, config.osc_prefix, args.timeout) as c:
+            if args.command == "status":
+                status = c.status()
+                print(json.dumps(status) if args.json else format_status(status))
+            elif args.command == "volume":
+                used, notes = c.volume(args.gain_db, args.ramp)
+                for note in notes:
+                    print(f"note: {note}", file=sys.stderr)
+                print(f"volume {used:g} dB (over {args.ramp:g} s)")
+            elif args.command == "scene":
+                c.scene(args.name, args.fade)
+                print(f"playing {args.name}")
+            else:
+                fade_s = c.stop()
+                print(f"the daemon fades out over {fade_s:g} s", flush=True)
+                if not args.no_wait and not c.wait_gone(fade_s + 5.0):
+                    raise CliError("the daemon still answers after its fade")
+                if not args.no_wait:
+                    print("stopped")
+    except (NoDaemon, DaemonRefused) as error:
+        raise CliError(str(error)) from None
+    return 0
+
+
 def _start_osc(args: argparse.Namespace, scenes: ScenePlayer | None, live) -> object:
     """The OSC control surface for ``play`` (engine/control/osc_surface.py)."""
     from engine.control.osc_surface import OscSettings, OscSurface
@@ -501,6 +562,35 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("action", choices=("install", "uninstall"))
     service.add_argument("--config", default=None, metavar="PATH")
     service.set_defaults(func=cmd_service)
+    daemon = sub.add_parser(
+        "daemon", help="run as a background service (config file + flags)"
+    )
+    add_config_arguments(daemon)
+    daemon.set_defaults(func=cmd_daemon)
+
+    def control_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--config", default=None, metavar="PATH")
+        command.add_argument("--osc-host", dest="config_osc_host", default=None)
+        command.add_argument("--osc-port", dest="config_osc_port", default=None)
+        command.add_argument("--osc-prefix", dest="config_osc_prefix", default=None)
+        command.add_argument(
+            "--timeout", type=float, default=2.0, help="seconds to wait for a reply"
+        )
+        command.set_defaults(func=cmd_control, command=name)
+        return command
+
+    status = control_parser("status", "the daemon's status, once")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    stop = control_parser("stop", "the daemon fades out and exits")
+    stop.add_argument("--no-wait", action="store_true", help="do not wait for exit")
+    scene = control_parser("scene", "the daemon crossfades to a scene")
+    scene.add_argument("name")
+    scene.add_argument("--fade", type=float, default=None, help="seconds")
+    volume = control_parser("volume", "the daemon's master volume")
+    volume.add_argument("gain_db", type=float, metavar="DB")
+    volume.add_argument("--ramp", type=float, default=0.5, help="seconds")
+
     hr_sim = sub.add_parser(
         "hr-sim", help="send a simulated heart rate over OSC (bridge formats)"
     )

@@ -21,6 +21,8 @@ two in step. In short, under the prefix (default ``/soundscape``):
   ``/sleep/cancel``
 - ``/status [i:port [s:host]]``, ``/subscribe [n:rate_hz [i:port [s:host]]]``,
   ``/unsubscribe [i:port [s:host]]``
+- ``/stop``: the daemon fades out and exits (``/stopping f:fade_s`` answers;
+  refused where nothing stops on request, as in ``soundscape play``)
 
 ``n`` is a number: int or float (``i h f d``); inputs also take ``T``/``F``.
 Anything else, NaN or infinity is refused: nothing is applied, an error reply
@@ -124,6 +126,7 @@ ADDRESS_DOC: tuple[tuple[str, str, str], ...] = (
     ("/status", "[i [s]]", "status bundle to the sender or a port"),
     ("/subscribe", "[n [i [s]]]", "status bundles at a rate"),
     ("/unsubscribe", "[i [s]]", "stop them"),
+    ("/stop", "", "the daemon fades out and exits"),
 )
 
 
@@ -260,6 +263,8 @@ class OscApi:
             handler (live playback); offline, renders do it.
         max_subscribers: the bound on ``/subscribe``.
         error_replies_per_s: error and warning replies per destination.
+        on_stop: serves ``/stop``: starts the fade-out and returns its length
+            in seconds (None: ``/stop`` is refused).
     """
 
     def __init__(
@@ -274,6 +279,7 @@ class OscApi:
         pump_events: bool = False,
         max_subscribers: int = 8,
         error_replies_per_s: float = DEFAULT_ERROR_REPLIES_PER_S,
+        on_stop: Callable[[], float] | None = None,
     ) -> None:
         check_prefix(prefix)
         if prefix.endswith("/"):
@@ -289,6 +295,7 @@ class OscApi:
         self.clock = clock
         self.status = status if status is not None else self._plain_status
         self.scene_folders = [Path(f) for f in scene_folders]
+        self.on_stop = on_stop
         self.pump_frames = (
             round(PUMP_AHEAD_S * self.engine.sample_rate) if pump_events else 0
         )
@@ -325,6 +332,7 @@ class OscApi:
             f"{p}/status": self._on_status,
             f"{p}/subscribe": self._on_subscribe,
             f"{p}/unsubscribe": self._on_unsubscribe,
+            f"{p}/stop": self._on_stop,
         }
         for address, handler in fixed.items():
             self.server.add_handler(address, self._guard(handler))
@@ -707,6 +715,13 @@ class OscApi:
             raise Rejected(f"{_where(destination)} is not subscribed")
         return []
 
+    def _on_stop(self, message: OscMessage, sender: OscSender) -> list[str]:
+        if self.on_stop is None:
+            raise Rejected("nothing to stop here: /stop is for the daemon")
+        fade_s = float(self.on_stop())
+        self.server.reply(sender, f"{self.prefix}/stopping", [fade_s], "f")
+        return []
+
     def _on_unknown(self, message: OscMessage, sender: OscSender) -> None:
         address = message.address
         if not address.startswith(self.prefix + "/"):
@@ -780,6 +795,21 @@ class OscApi:
                 ),
                 encode_message(f"{p}/uptime", [status["uptime_s"]], "f"),
             ]
+        if "output" in status:
+            output = status["output"]
+            messages.append(
+                encode_message(
+                    f"{p}/output",
+                    [
+                        output["state"],
+                        str(output["device"]),
+                        output["outages"],
+                        output["outage_s"],
+                        output["last_error"],
+                    ],
+                    "ssifs",
+                )
+            )
         if "heart" in status:
             heart = status["heart"]
             messages.append(

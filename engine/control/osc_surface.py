@@ -108,6 +108,10 @@ class OscSurface:
         scene_folders: where ``/scene`` finds scenes by name (default: the
             shipped ``scenes/`` folder).
         clock: a :class:`FrameClock` to use instead of the default one.
+        on_stop: serves ``/stop`` (the daemon: begin the fade-out, return its
+            length in seconds); without it ``/stop`` is refused.
+        extra_status: called with each status snapshot dict to add to it
+            (the daemon adds its output's state under ``"output"``).
     """
 
     def __init__(
@@ -118,6 +122,8 @@ class OscSurface:
         *,
         scene_folders: list[Path] | None = None,
         clock: FrameClock | None = None,
+        on_stop: Any = None,
+        extra_status: Any = None,
     ) -> None:
         self.settings = settings = settings or OscSettings()
         settings.check()
@@ -147,7 +153,8 @@ class OscSurface:
                 prefix=settings.prefix,
                 on_error=self._heart_error,
             )
-        self.report = StatusReport(player, live, extra=self._add_heart)
+        self.extra_status = extra_status
+        self.report = StatusReport(player, live, extra=self._add_extra)
         self.api = OscApi(
             self.server,
             player,
@@ -157,6 +164,7 @@ class OscSurface:
             scene_folders=scene_folders,
             pump_events=live is not None,
             max_subscribers=settings.max_subscribers,
+            on_stop=on_stop,
         )
         self.aliases: AliasTable | None = None
         if settings.aliases_file is not None:
@@ -173,6 +181,11 @@ class OscSurface:
 
     def _heart_error(self, message: Any, sender: Any, reason: str) -> None:
         self.api.reply_problem("error", message.address, reason, sender)
+
+    def _add_extra(self, snapshot: dict[str, Any]) -> None:
+        self._add_heart(snapshot)
+        if self.extra_status is not None:
+            self.extra_status(snapshot)
 
     def _add_heart(self, snapshot: dict[str, Any]) -> None:
         if self.heart is None:

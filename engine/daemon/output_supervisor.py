@@ -21,6 +21,10 @@ for ten minutes; see ``engine.daemon.portaudio_instance``). So
 4. resumes the *same* engine: same programs, parameters, state and clock; the
    engine just did not advance while nothing played.
 
+:meth:`pause` closes the stream on purpose (the daemon does it once the sleep
+timer has faded to silence, so that it costs no CPU) and :meth:`resume` opens
+it again; a paused output is not watched, so it is never called lost.
+
 Nothing here blocks the caller: :meth:`start` returns at once, :meth:`status`
 copies a small record under a lock held only for that, and :meth:`stop` waits at
 most its timeout.
@@ -75,6 +79,7 @@ class OutputState(str, enum.Enum):
     STARTING = "starting"
     PLAYING = "playing"
     LOST = "lost"
+    PAUSED = "paused"
     STOPPED = "stopped"
 
 
@@ -165,6 +170,10 @@ class OutputSupervisor:
         self._status = OutputStatus(device=device)
         self._status_lock = threading.Lock()
         self._stop = threading.Event()
+        # Set while the output should be closed on purpose; _wake interrupts
+        # the supervisor's waits when it changes.
+        self._paused = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="soundscape-output", daemon=True
         )
@@ -200,9 +209,31 @@ class OutputSupervisor:
             )
         return status
 
+    def pause(self) -> None:
+        """Close the stream on purpose (returns at once): the engine stands
+        still and no callback runs until :meth:`resume`."""
+        self._paused.set()
+        self._wake.set()
+
+    def resume(self) -> None:
+        """Open the stream again after :meth:`pause` (returns at once)."""
+        self._paused.clear()
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        """True from :meth:`pause` until :meth:`resume`."""
+        return self._paused.is_set()
+
+    @property
+    def player(self) -> LivePlayer | None:
+        """The live player now playing, if any (it changes at every reopen)."""
+        return self._player
+
     def stop(self, timeout_s: float = 2.0) -> bool:
         """Stop playing and supervising; True if everything closed in time."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout_s)
         return not self._thread.is_alive()
@@ -219,14 +250,26 @@ class OutputSupervisor:
             except Exception:  # a listener must not stop supervision
                 log.exception("output status listener failed")
 
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; a stop, pause or resume cuts it short."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
     def _run(self) -> None:
         backoff_s = self.retry_min_s
         while not self._stop.is_set():
+            if self._paused.is_set():
+                if self._player is not None:
+                    self._pause_now()
+                elif self._status.state != OutputState.PAUSED:
+                    self._set(state=OutputState.PAUSED)  # lost: stop retrying
+                self._wait(1.0)
+                continue
             if self._player is None:
                 if self._open():
                     backoff_s = self.retry_min_s
                     continue
-                self._stop.wait(backoff_s)
+                self._wait(backoff_s)
                 backoff_s = min(self.retry_max_s, backoff_s * 2)
                 continue
             self._watch()
@@ -266,6 +309,8 @@ class OutputSupervisor:
         if self.history and "resumed" not in self.history[-1]:
             self.history[-1]["resumed"] = now
         was_lost = self._status.state == OutputState.LOST
+        if self._status.state == OutputState.PAUSED:
+            log.info("output: resumed")
         self._set(
             state=OutputState.PLAYING,
             playing_since=now,
@@ -311,6 +356,8 @@ class OutputSupervisor:
         stats = player.stats.array
         started_ns = round((player.started_at or time.monotonic()) * 1e9)
         while not self._stop.wait(self.poll_interval_s):
+            if self._paused.is_set():
+                return
             last_ns = int(stats[STATS_LAST_CALLBACK_START_NS])
             now_ns = time.monotonic_ns()
             if stats[STATS_CALLBACKS] == 0:
@@ -380,11 +427,32 @@ class OutputSupervisor:
         self._abandoned.append(player)
         return False
 
+    def _pause_now(self) -> None:
+        player, self._player = self._player, None
+        assert player is not None
+        clean = self._tear_down(player)
+        if not clean:
+            self._renew = "suspect"
+        self._set(
+            state=OutputState.PAUSED,
+            playing_since=None,
+            abandoned_streams=self._status.abandoned_streams + (not clean),
+        )
+        log.info("output: paused (stream closed)")
+
     def _close_for_good(self) -> None:
         player, self._player = self._player, None
+        clean = True
         if player is not None:
-            self._tear_down(player)
-        # The server may go before this process does: sounddevice's exit handler
-        # must not terminate an instance holding a JACK client (it would assert).
-        self.portaudio.forget()
+            clean = self._tear_down(player)
+        if clean and self._renew != "suspect":
+            # Its stream just closed, so its server is alive: close the JACK
+            # client now, while it can be (left open, the process crashed in
+            # libjack's clean-up at exit).
+            self.portaudio.terminate()
+        else:
+            # The server may go before this process does: sounddevice's exit
+            # handler must not terminate an instance holding a JACK client of
+            # a dead server (it would assert).
+            self.portaudio.forget()
         self._set(state=OutputState.STOPPED)

@@ -153,6 +153,12 @@ class PortAudioHost:
         sd._initialize()
         self.copies_loaded += 1
 
+    def terminate(self) -> None:
+        """Terminate the current instance (only when its JACK server, if any,
+        is alive: see the module docstring)."""
+        while sd._initialized > 0:
+            sd._terminate()
+
     def forget(self) -> None:
         """Make sounddevice's exit handler leave the current instance alone
         (its JACK server may be gone: terminating would abort the process)."""

@@ -1,9 +1,20 @@
 """The output supervisor against a real private JACK dummy server: the server is
-killed and started again, the loss is seen, and the same engine plays on."""
+killed and started again, the loss is seen, and the same engine plays on.
+
+These tests swap the process's PortAudio for private copies and kill a JACK
+server under it. Inside a pytest process that other tests share, PortAudio and
+libjack also hold the session server's clients and streams, and initialising a
+fresh copy beside them crashed the whole run (SIGSEGV in ``Pa_Initialize``). So
+the tests run in a child pytest of their own, as the daemon does (one process,
+one PortAudio user): :func:`test_in_a_process_of_its_own` starts it and fails
+with its output if any test there fails or the child crashes.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -22,6 +33,34 @@ CYCLES = 3
 # machine may pause this process, so the test only rules out "much later".
 DETECT_LIMIT_S = 1.5
 RESUME_LIMIT_S = 20.0
+CHILD_ENV = "SOUNDSCAPE_SUPERVISOR_TEST_CHILD"
+IN_CHILD = os.environ.get(CHILD_ENV) == "1"
+only_in_child = pytest.mark.skipif(
+    not IN_CHILD, reason="runs in its own process: test_in_a_process_of_its_own"
+)
+
+
+def test_in_a_process_of_its_own() -> None:
+    if IN_CHILD:
+        pytest.skip("this is the child process")
+    if not JackServer.available():
+        pytest.skip("jackd is not installed")
+    env = {**os.environ, CHILD_ENV: "1", "JACK_NO_START_SERVER": "1"}
+    # The child starts its own server; it must not lean on this session's.
+    env.pop("JACK_DEFAULT_SERVER", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, (
+        f"child pytest exited {result.returncode}:\n"
+        f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    )
+    assert "2 passed" in result.stdout, result.stdout[-2000:]
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
@@ -57,6 +96,7 @@ def own_server() -> Iterator[JackServer]:
         PortAudioHost().switch_to_fresh_copy()
 
 
+@only_in_child
 def test_loss_is_detected_and_the_same_engine_resumes_after_each_restart(
     own_server: JackServer,
 ) -> None:
@@ -116,6 +156,7 @@ def test_loss_is_detected_and_the_same_engine_resumes_after_each_restart(
     assert supervisor.status().state == OutputState.STOPPED
 
 
+@only_in_child
 def test_a_device_that_is_not_there_is_retried_without_blocking_anyone() -> None:
     engine = Engine(sample_rate=RATE)
     supervisor = OutputSupervisor(
