@@ -329,6 +329,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 def cmd_daemon(args: argparse.Namespace) -> int:
     import logging
     import os
+
     from engine.daemon.config import overrides_from_args
     from engine.daemon.main import run_daemon
 

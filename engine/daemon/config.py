@@ -37,7 +37,9 @@ margin broadcast practice keeps for peaks, so a stray ``volume 0`` over OSC on
 headphones is loud but not painful. Sleep scenes default 12 dB lower again
 (-18 dBFS peak), near the level of quiet speech at the ear, because they play
 while the listener cannot reach the volume. A sleep cap above the main cap
-takes the main cap (the stricter wins).
+takes the main cap (the stricter wins). The daemon sets the master limiter's
+ceiling to the cap, so it holds whatever arrives over OSC (hence -20..-1: the
+limiter's range).
 
 Values are checked with the scene format's own specs (``engine.scenes.schema``)
 and YAML loader, so a bad config is one line naming the file, line and key:
@@ -68,8 +70,9 @@ DEFAULT_SCENE = "focus"
 SAMPLE_RATES_HZ = (44100, 48000)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # The engine's limiter ceiling is -1 dBTP: a cap above it would promise nothing.
+# The daemon enforces the cap with that limiter, which goes down to -20 dBTP.
 MAX_CAP_DBFS = -1.0
-MIN_CAP_DBFS = -60.0
+MIN_CAP_DBFS = -20.0
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")

@@ -137,7 +137,7 @@ def test_a_file_of_comments_only_changes_nothing(env: dict[str, str]) -> None:
         ("log_level: loud\n", ":1:1: log_level: unknown 'loud'"),
         ("osc: {host: 'my host'}\n", ":1:7: osc.host: expected an IP address"),
         ("osc: {prefix: 'soundscape'}\n", ":1:7: osc.prefix: expected an OSC address"),
-        ("volume: {cap_dbfs: 0}\n", ":1:10: volume.cap_dbfs: expected a number in -60"),
+        ("volume: {cap_dbfs: 0}\n", ":1:10: volume.cap_dbfs: expected a number in -20"),
         ("shutdown:\n  fade_s: -1\n", ":2:3: shutdown.fade_s: expected a number in 0"),
         (
             "scene: focus\nscene: rain\n",
@@ -219,8 +219,8 @@ def test_the_sleep_cap_never_exceeds_the_main_cap(env: dict[str, str]) -> None:
     config = load_config(env=env)
     assert config.volume_cap_for(sleep_scene=False) == -6.0
     assert config.volume_cap_for(sleep_scene=True) == -18.0
-    quiet = load_config(env=env, overrides={"volume_cap_dbfs": "-24"})
-    assert quiet.volume_cap_for(sleep_scene=True) == -24.0
+    quiet = load_config(env=env, overrides={"volume_cap_dbfs": "-19"})
+    assert quiet.volume_cap_for(sleep_scene=True) == -19.0
 
 
 def test_the_table_lists_every_setting_with_value_and_origin(
