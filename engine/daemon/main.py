@@ -258,9 +258,13 @@ class Daemon:
         return float(master.params[P_CURRENT, master.param("volume", param).column])
 
     def _apply_caps(self) -> None:
-        """Limiter ceiling at the cap for the playing scene (ramped)."""
-        sleep = is_sleep_scene(self.player.scene)
+        """Limiter ceiling at the cap for the playing scene (ramped), or at the
+        scene's own ``master.ceiling_dbtp`` when that is lower."""
+        scene = self.player.scene
+        sleep = is_sleep_scene(scene)
         cap = self.config.volume_cap_for(sleep)
+        # A scene may ask for a lower ceiling of its own; never a higher one.
+        cap = min(cap, scene.get("master", {}).get("ceiling_dbtp", cap))
         ceiling = max(cap, LIMITER_MIN_CEILING_DBTP)
         if ceiling == self._ceiling_dbtp:
             return
