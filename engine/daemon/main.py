@@ -366,7 +366,7 @@ class Daemon:
     def _threads_alive(self) -> bool:
         # A hung supervisor or a dead OSC server is what the watchdog is for:
         # systemd restarts a daemon that stops pinging.
-        supervisor_alive = self.supervisor._thread.is_alive()
+        supervisor_alive = self.supervisor.alive
         osc_alive = self.surface is None or self.surface.server.running
         return supervisor_alive and osc_alive
 
@@ -516,6 +516,9 @@ class Daemon:
                     getattr(new, name),
                 )
         self.config = new
+        if self.supervisor.paused:  # a reload is a wish to hear it again
+            self._silent_since = None
+            self.supervisor.resume()
         self._reload_scene(old, new)
         self._apply_caps()
         osc_fields = ("osc_enabled", "osc_host", "osc_port", "osc_prefix")

@@ -226,6 +226,12 @@ class OutputSupervisor:
         return self._paused.is_set()
 
     @property
+    def alive(self) -> bool:
+        """True while the supervisor's thread runs (False: stopped, or dead
+        of a bug, which the daemon's watchdog reports by going quiet)."""
+        return self._thread.is_alive()
+
+    @property
     def player(self) -> LivePlayer | None:
         """The live player now playing, if any (it changes at every reopen)."""
         return self._player
