@@ -20,6 +20,7 @@ error. Every key is optional::
       host: 127.0.0.1          # loopback: only this machine may control it
       port: 9000
       prefix: /soundscape
+      hr_bridge: all           # heart-rate bridge presets: all, none, vrcosc,...
     volume:
       cap_dbfs: -6             # nothing leaves the daemon louder than this
       sleep_cap_dbfs: -18      # ...and nothing this loud from a sleep scene
@@ -128,6 +129,14 @@ def _check_osc(source: YamlSource, path: KeyPath, osc: dict[str, Any]) -> None:
                     (*path, "host"),
                     f"expected an IP address or a host name, got {host!r}",
                 ) from None
+    bridges = osc.get("hr_bridge")
+    if bridges is not None:
+        from engine.control.osc_heart import parse_bridges
+
+        try:
+            parse_bridges(bridges)
+        except ValueError as error:
+            raise source.error((*path, "hr_bridge"), str(error)) from None
     prefix = osc.get("prefix")
     if prefix is not None:
         bad = _OSC_RESERVED.intersection(prefix)
@@ -164,6 +173,7 @@ CONFIG_SPEC = Record(
                 "host": Text(doc="address to listen on (loopback by default)"),
                 "port": Number(minimum=1, maximum=65535, integer=True),
                 "prefix": Text(doc="OSC address prefix of every command"),
+                "hr_bridge": Text(doc="heart-rate bridge presets (all, none, ...)"),
             },
             extra_check=_check_osc,
         ),
@@ -226,6 +236,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("osc_host", ("osc", "host"), "--osc-host"),
     Setting("osc_port", ("osc", "port"), "--osc-port", True),
     Setting("osc_prefix", ("osc", "prefix"), "--osc-prefix"),
+    Setting("osc_hr_bridge", ("osc", "hr_bridge"), "--hr-bridge"),
     Setting("volume_cap_dbfs", ("volume", "cap_dbfs"), "--volume-cap", True),
     Setting(
         "sleep_volume_cap_dbfs",
@@ -259,6 +270,7 @@ class DaemonConfig:
     osc_host: str = "127.0.0.1"
     osc_port: int = 9000
     osc_prefix: str = "/soundscape"
+    osc_hr_bridge: str = "all"
     volume_cap_dbfs: float = -6.0
     sleep_volume_cap_dbfs: float = -18.0
     fade_out_s: float = 2.0
@@ -372,7 +384,7 @@ def _flag_value(setting: Setting, raw: Any) -> Any:
     # No positions: the message names the flag instead of a line.
     source = YamlSource(flag, raw)
     checked = _check_value(source, setting, raw)
-    if setting.name == "osc_host" or setting.name == "osc_prefix":
+    if setting.name in ("osc_host", "osc_prefix", "osc_hr_bridge"):
         key = setting.key_path[-1]
         _check_osc(source, setting.key_path[:-1], {key: checked})
     return checked

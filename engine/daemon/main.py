@@ -68,6 +68,7 @@ log = logging.getLogger("soundscape.daemon")
 LOOKAHEAD_S = 0.05
 READY_WAIT_S = 5.0
 TICK_S = 0.1
+IDLE_TICK_S = 0.5
 FADE_DEPTH_DB = 60.0
 TAIL_S = 0.05
 # After the tail, the DC blocker's state decays to exact zero and the
@@ -209,7 +210,10 @@ class Daemon:
 
         config = self.config
         settings = OscSettings(
-            host=config.osc_host, port=config.osc_port, prefix=config.osc_prefix
+            host=config.osc_host,
+            port=config.osc_port,
+            prefix=config.osc_prefix,
+            hr_bridge=config.osc_hr_bridge,
         )
         surface = OscSurface(
             self.player,
@@ -335,12 +339,17 @@ class Daemon:
             self._wake.wait(0.02)
         self.notifier.ready(self._status_line())
         log.info("ready: %s", self._status_line())
+        log.debug(
+            "threads: %s",
+            ", ".join(f"{t.name}={t.native_id}" for t in threading.enumerate()),
+        )
 
         watchdog_s = watchdog_interval_s(self.env)
         ping_every_s = (watchdog_s or WATCHDOG_DEFAULT_S) / 2
         last_ping = 0.0
         while True:
-            self._wake.wait(TICK_S)
+            # Resting after the sleep timer, the loop only looks for OSC.
+            self._wake.wait(IDLE_TICK_S if self.supervisor.paused else TICK_S)
             self._wake.clear()
             now = time.monotonic()
             if self._stop_requested:
@@ -521,7 +530,13 @@ class Daemon:
             self.supervisor.resume()
         self._reload_scene(old, new)
         self._apply_caps()
-        osc_fields = ("osc_enabled", "osc_host", "osc_port", "osc_prefix")
+        osc_fields = (
+            "osc_enabled",
+            "osc_host",
+            "osc_port",
+            "osc_prefix",
+            "osc_hr_bridge",
+        )
         if any(getattr(new, f) != getattr(old, f) for f in osc_fields):
             self._restart_osc(old)
         log.info("reloaded the config (%s)", new.config_file or "defaults")
@@ -559,6 +574,7 @@ class Daemon:
             log.error("reload: %s; back to the old OSC settings", error)
             self.config.osc_host, self.config.osc_port = old.osc_host, old.osc_port
             self.config.osc_prefix = old.osc_prefix
+            self.config.osc_hr_bridge = old.osc_hr_bridge
             try:
                 self._start_osc()
             except DaemonError as again:

@@ -277,9 +277,9 @@ def test_sleep_timer_ends_in_silence_then_the_daemon_idles_until_osc(shared) -> 
     time.sleep(2.0)
     idle_cpu_s = cpu_seconds(daemon.pid) - idle_cpu_s
     idle_share = idle_cpu_s / (time.monotonic() - idle_wall_s)
-    # Playing, the engine and its threads take several % of a core; idle,
-    # only the 10 Hz main loop runs (measured ~0.3 %).
-    assert idle_share < 0.03, idle_share
+    # Playing, the engine and its threads take several % of a core; paused,
+    # the stream and PortAudio's JACK client are closed (measured ~0.2 %).
+    assert idle_share < 0.01, idle_share
     # Status queries do not wake it...
     assert daemon.status()["output"]["state"] == "paused"
     # ...a command does: the sound comes back.
@@ -381,7 +381,8 @@ def test_jack_killed_and_restarted_3_times_the_daemon_plays_on(
             # Status answers during the outage, and says so.
             lost = daemon.wait_until(lambda s: s["output"]["state"] == "lost", 10.0)
             assert lost["output"]["outages"] == cycle + 1
-            assert "no audio callback" in lost["output"]["last_error"]
+            # The reason may already be a retry's ("no output device matches").
+            assert lost["output"]["last_error"]
             time.sleep(0.3)
             assert daemon.status()["output"]["outage_s"] > 0.0
             server.start()
@@ -391,6 +392,8 @@ def test_jack_killed_and_restarted_3_times_the_daemon_plays_on(
             )
             assert back["scene"] == "tone"
         assert daemon.stop() == 0, daemon.log()
+        # Each loss was seen by the callback watchdog, not by an error.
+        assert daemon.log().count("device lost (no audio callback for") == 3
     finally:
         daemon.stop()
         server.stop()
