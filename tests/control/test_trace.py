@@ -197,3 +197,47 @@ def test_each_tick_is_one_json_object_per_line(tmp_path):
     lines = text.splitlines()
     assert len(lines) == 1 + 5  # header, ticks at 0, 50, 100, 150, 200 ms
     assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_play_traces_live_and_shows_the_monitor(jack_server, tmp_path):
+    """`play --monitor --trace` in a subprocess under the JACK dummy server:
+    the monitor's lines (stdout is a pipe) and a live trace whose frames move
+    with the audio clock."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    trace = tmp_path / "live.jsonl"
+    play = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from engine.cli import main; raise SystemExit(main())",
+            *("play", str(FOLLOW), "--seconds", "2.5", "--no-osc", "--monitor"),
+            *("--set", "mood=0.5", "--trace", str(trace), "--trace-hz", "10"),
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        timeout=120,
+    )
+    assert play.returncode == 0, play.stderr
+    lines = play.stdout.splitlines()
+    views = [line for line in lines if line.startswith("t=")]
+    assert len(views) >= 2, play.stdout
+    assert "scene=follow" in views[-1] and "mood=0.500" in views[-1]
+    assert "tone.osc.amplitude=0.250->0.250" in views[-1]
+    assert "device=running" in views[-1]
+    assert any(line.startswith(f"wrote {trace}") for line in lines)
+    header, ticks = load_trace(trace)
+    assert header["mode"] == "live" and header["tick_hz"] == 10.0
+    assert len(ticks) >= 10  # 2.5 s at 10 Hz, on a loaded machine
+    frames = [t["frame"] for t in ticks]
+    assert np.all(np.diff(frames) > 0)
+    # About a tenth of a second of audio between ticks (no timing asserted).
+    assert (frames[-1] - frames[0]) / (len(frames) - 1) > RATE * 0.05
+    assert ticks[-1]["inputs"] == {"mood": 0.5}
+    assert ticks[-1]["targets"][PARAM] == pytest.approx(0.25)
