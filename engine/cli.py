@@ -274,7 +274,7 @@ def _finish_trace(args: argparse.Namespace, recorder) -> None:
     if args.trace is not None:
         header, ticks = load_trace(args.trace)
     else:
-        header, ticks = parse_trace(recorder._file.getvalue(), "<trace>")
+        header, ticks = parse_trace(recorder.file.getvalue(), "<trace>")
     _plot(header, ticks, args.plot)
 
 

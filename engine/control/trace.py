@@ -120,13 +120,13 @@ class TraceRecorder:
         if isinstance(file, (str, Path)):
             self.path: Path | None = Path(file)
             try:
-                self._file: IO[str] = open(file, "w", encoding="utf-8")  # noqa: SIM115
+                self.file: IO[str] = open(file, "w", encoding="utf-8")  # noqa: SIM115
             except OSError as error:
                 raise OSError(f"cannot write trace {file}: {error.strerror}") from None
             self._owned = True
         else:
             self.path = None
-            self._file = file
+            self.file = file
             self._owned = False
         inputs = getattr(player, "inputs", None)
         specs = inputs.specs if inputs is not None else {}
@@ -147,7 +147,7 @@ class TraceRecorder:
         self._write(header)
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def record_tick(
         self,
@@ -177,7 +177,7 @@ class TraceRecorder:
             "smoothed": {name: _clean(value) for name, (_, value) in values.items()},
         }
         with self._lock:
-            if self._file.closed:
+            if self.file.closed:
                 raise ValueError("trace is closed")
             self._write(record)
             self.n_ticks += 1
@@ -185,10 +185,10 @@ class TraceRecorder:
 
     def close(self) -> None:
         with self._lock:
-            if self._owned and not self._file.closed:
-                self._file.close()
-            elif not self._file.closed:
-                self._file.flush()
+            if self._owned and not self.file.closed:
+                self.file.close()
+            elif not self.file.closed:
+                self.file.flush()
 
     def __enter__(self) -> TraceRecorder:  # noqa: PYI034 - Self needs Python 3.11
         return self
