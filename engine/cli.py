@@ -197,7 +197,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, sf.LibsndfileError) as exc:
         raise CliError(f"cannot write {path}: {exc}") from None
     total = round(args.seconds * args.sample_rate)
-    chunk = args.sample_rate  # one second at a time keeps memory flat
+    # About a second at a time keeps memory flat; whole blocks, so a chunk
+    # never cuts a block (a traced render stops on block boundaries too).
+    chunk = args.block_size * max(1, args.sample_rate // args.block_size)
     started = time.monotonic()
     peak = 0.0
     done = 0
@@ -222,7 +224,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             if recorder is not None:
                 from engine.control.trace import TickedRender
 
-                ticked = TickedRender(render, recorder)
+                ticked = TickedRender(render, recorder, args.block_size)
                 run_script(player, actions, total, ticked)
                 ticked.finish()
                 recorder.close()

@@ -30,9 +30,10 @@ names are only known once a model is loaded. Line 1 is the header::
 unless the caller passes the targets it wrote. A value that is not finite, or
 a parameter the playing program lacks (after a scene change), is ``null``.
 
-Offline, :class:`TickedRender` stops the render on every tick's exact frame
-(``round(k * sample_rate / tick_hz)``), so the same render gives the same
-trace, byte for byte. Live, :class:`TraceTicker` ticks on a control thread and
+Offline, :class:`TickedRender` records each tick on the first block boundary
+at or after its nominal frame (``round(k * sample_rate / tick_hz)``): the
+render is never cut mid-block, so a traced render is sample-identical to an
+untraced one, and the same render gives the same trace, byte for byte. Live, :class:`TraceTicker` ticks on a control thread and
 records the engine's frame counter as it reads it.
 
 Threads: any one control thread at a time per recorder (the offline render
@@ -203,44 +204,57 @@ def tick_frame(k: int, sample_rate: int, tick_hz: float) -> int:
 
 
 class TickedRender:
-    """Wraps an offline ``render(n_frames)`` so that it stops on every tick's
-    frame and records it first (for :func:`engine.scenes.script.run_script`).
+    """Wraps an offline ``render(n_frames)`` (which renders in blocks of
+    ``block_size`` from the start of each call) and records every tick on the
+    first block boundary at or after its frame (for
+    :func:`engine.scenes.script.run_script`).
 
-    A tick on the frame of a script action is recorded after the action (the
-    script applies it before rendering on), so it shows the new target beside
-    the smoothed value that has not moved yet.
+    Stopping only where the render would end a block anyway keeps the audio
+    exactly as it is without a trace (parameters ramp once per block, so a cut
+    mid-block would move the ramps). A tick on the frame of a script action is
+    recorded after the action (the script applies it before rendering on), so
+    it shows the new target beside the smoothed value that has not moved yet.
     """
 
-    def __init__(self, render: Callable[[int], None], recorder: TraceRecorder):
+    def __init__(
+        self,
+        render: Callable[[int], None],
+        recorder: TraceRecorder,
+        block_size: int = 128,
+    ):
         self.render = render
         self.recorder = recorder
+        self.block_size = int(block_size)
         engine = recorder.engine
         self.sample_rate = int(engine.sample_rate)
         self.frame = engine.frame
         self.next_tick = 0
-        while tick_frame(self.next_tick, self.sample_rate, recorder.tick_hz) < (
-            self.frame
-        ):
+        while self._due() < self.frame:
             self.next_tick += 1
 
     def _due(self) -> int:
         return tick_frame(self.next_tick, self.sample_rate, self.recorder.tick_hz)
 
-    def __call__(self, n_frames: int) -> None:
-        end = self.frame + int(n_frames)
-        while self.frame < end:
-            if self.frame == self._due():
-                self.recorder.record_tick(self.frame)
+    def _record_if_due(self) -> None:
+        if self.frame >= self._due():
+            self.recorder.record_tick(self.frame)
+            # Ticks closer together than a block collapse into one.
+            while self._due() <= self.frame:
                 self.next_tick += 1
-            n = min(end, self._due()) - self.frame
-            self.render(n)
-            self.frame += n
+
+    def __call__(self, n_frames: int) -> None:
+        start = self.frame
+        end = start + int(n_frames)
+        while self.frame < end:
+            self._record_if_due()
+            blocks_to_due = -(-(self._due() - start) // self.block_size)
+            stop = min(end, start + blocks_to_due * self.block_size)
+            self.render(stop - self.frame)
+            self.frame = stop
 
     def finish(self) -> None:
-        """Record the tick on the render's last frame, if one falls there."""
-        if self.frame == self._due():
-            self.recorder.record_tick(self.frame)
-            self.next_tick += 1
+        """Record the tick due on the render's last frame, if one is."""
+        self._record_if_due()
 
 
 class TraceTicker:

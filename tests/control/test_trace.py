@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from engine.cli import main
 from engine.control.trace import (
@@ -54,18 +55,28 @@ def traced_render(tmp_path: Path, script: str, seconds: float, tick_hz=20.0):
     return out.getvalue()
 
 
-def test_ticks_land_on_exact_frames_and_the_trace_is_the_same_every_time(tmp_path):
+def test_ticks_land_on_the_first_block_boundary_and_the_trace_is_the_same_every_time(
+    tmp_path,
+):
     script = f"- {{at_s: {STEP_S}, input: {{mood: 1}}}}\n"
     first = traced_render(tmp_path, script, 2.0)
     assert traced_render(tmp_path, script, 2.0) == first
     header, ticks = parse_trace(first)
     assert header["scene"] == "follow"
     assert header["tick_hz"] == 20.0
-    assert [t["frame"] for t in ticks] == [2400 * k for k in range(41)]
+
+    # Ticks wait for the block to end; the script's step at 0.5 s cuts the
+    # render there, so the tick due at 0.5 s lands on it exactly.
+    def expected(k: int) -> int:
+        grid = 0 if k < 10 else 24000  # where the render's blocks start
+        # The last tick is due on the render's last frame.
+        return min(96000, grid + -(-(2400 * k - grid) // 128) * 128)
+
+    assert [t["frame"] for t in ticks] == [expected(k) for k in range(41)]
     assert ticks[10]["time_s"] == 0.5
 
 
-def test_a_44k1_render_at_30_hz_ticks_on_rounded_frames(tmp_path):
+def test_a_44k1_render_at_30_hz_ticks_on_the_block_after_rounded_frames(tmp_path):
     player = ScenePlayer(
         Engine(sample_rate=44100, seed=1), hold_loudness=False, on_error=print
     )
@@ -76,7 +87,9 @@ def test_a_44k1_render_at_30_hz_ticks_on_rounded_frames(tmp_path):
     ticked(44100)
     ticked.finish()
     _, ticks = parse_trace(out.getvalue())
-    assert [t["frame"] for t in ticks] == [round(k * 44100 / 30) for k in range(31)]
+    assert [t["frame"] for t in ticks] == [
+        -(-round(k * 44100 / 30) // 128) * 128 for k in range(30)
+    ] + [44100]  # the last tick is due on the last frame, mid-block
 
 
 def test_the_smoothed_value_follows_a_step_with_the_contracted_time_constant(
@@ -117,7 +130,9 @@ def test_the_smoothed_value_lags_an_input_ramp_by_the_one_pole_lag(tmp_path):
     header, ticks = parse_trace(traced_render(tmp_path, script, 2.0))
     tau_s = header["params"][PARAM]["smoothing_s"] / math.log(1000.0)
     hold = math.exp(-0.05 / tau_s)
-    ramp = [t for t in ticks if STEP_S < t["time_s"] <= STEP_S + 0.05 * n_steps]
+    # Each step cuts the render, so its tick lands on it (the tick due at
+    # 0.5 s, before the first step, waits for the end of its block).
+    ramp = [t for t in ticks if STEP_S + 0.025 < t["time_s"] <= STEP_S + 0.05 * n_steps]
     assert len(ramp) == n_steps
     targets = [t["targets"][PARAM] for t in ramp]
     smoothed = [t["smoothed"][PARAM] for t in ramp]
@@ -149,18 +164,30 @@ def test_a_model_loop_fills_the_model_group_and_its_own_targets(tmp_path):
     assert ticks[1]["smoothed"][PARAM] == pytest.approx(0.05)  # read, not given
 
 
-def test_render_cli_writes_the_trace_next_to_the_audio(tmp_path, capsys):
+def test_render_cli_writes_the_trace_and_the_audio_is_the_same_without_it(
+    tmp_path, capsys
+):
     script = tmp_path / "script.yaml"
     script.write_text(f"- {{at_s: {STEP_S}, input: {{mood: 1}}}}\n")
     trace = tmp_path / "run.jsonl"
     args = ["render", str(FOLLOW), "--seconds", "1", "-q", "--script", str(script)]
+    assert main([*args, "-o", str(tmp_path / "plain.wav")]) == 0
     args += ["-o", str(tmp_path / "out.wav"), "--trace", str(trace)]
     assert main([*args, "--trace-hz", "10"]) == 0
     assert "(11 ticks at 10 Hz)" in capsys.readouterr().out
     header, ticks = load_trace(trace)
     assert header["mode"] == "offline" and header["tick_hz"] == 10.0
-    assert [t["frame"] for t in ticks] == [4800 * k for k in range(11)]
+    # On the first block boundary at or after each 4800th frame; the step at
+    # 24000 restarts the render's blocks there.
+    assert [t["frame"] for t in ticks] == [
+        *(0, 4864, 9600, 14464, 19200),
+        *(24000, 28864, 33600, 38464, 43200, 48000),
+    ]
     assert ticks[5]["inputs"] == {"mood": 1.0}
+    # The glide after the step is rendered the same, traced or not.
+    traced, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    plain, _ = sf.read(tmp_path / "plain.wav", dtype="float32")
+    assert np.array_equal(traced, plain)
 
 
 def test_render_cli_refuses_a_trace_of_a_demo_and_a_bad_rate(tmp_path, capsys):
