@@ -5,11 +5,14 @@
     soundscape validate FILE...
     soundscape render SCENE --seconds N -o FILE [--seed S] [--sample-rate R]
                       [--block-size B] [--set INPUT=VALUE ...] [--state S]
-                      [--script FILE]
+                      [--script FILE] [--trace FILE] [--trace-hz 20] [--plot PNG]
     soundscape play SCENE [--seconds N] [--device D] [--block-size B]
                     [--stats FILE] [--set INPUT=VALUE ...] [--state S]
                     [--no-osc] [--osc-host H] [--osc-port 9000] [--osc-allow CIDR]
                     [--osc-prefix /soundscape] [--hr-bridge all] [--aliases FILE]
+                    [--monitor] [--trace FILE] [--trace-hz 20]
+    soundscape monitor [--host H] [--port 9000] [--prefix /soundscape]
+    soundscape trace plot TRACE -o FILE.png
     soundscape config show [--config PATH] [daemon flags...]
     soundscape service install|uninstall [--config PATH]
     soundscape daemon [--config PATH] [daemon flags...]
@@ -49,6 +52,8 @@ WARMUP_S = 0.5
 END_FADE_S = 0.3
 # Quantized changes are placed at least this far ahead of the audio clock live.
 LOOKAHEAD_S = 0.05
+# play --monitor redraws this often (the status is cheap; the eye is slow).
+MONITOR_PERIOD_S = 0.1
 
 
 class CliError(Exception):
@@ -196,7 +201,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, sf.LibsndfileError) as exc:
         raise CliError(f"cannot write {path}: {exc}") from None
     total = round(args.seconds * args.sample_rate)
-    chunk = args.sample_rate  # one second at a time keeps memory flat
+    # About a second at a time keeps memory flat; whole blocks, so a chunk
+    # never cuts a block (a traced render stops on block boundaries too).
+    chunk = args.block_size * max(1, args.sample_rate // args.block_size)
     started = time.monotonic()
     peak = 0.0
     done = 0
@@ -213,11 +220,20 @@ def cmd_render(args: argparse.Namespace) -> int:
             if not args.quiet:
                 _progress(done, total, started)
 
+    recorder = _trace_recorder(args, player, "offline")
     with out_file:
         if player is not None:
             from engine.scenes.script import run_script
 
-            run_script(player, actions, total, render)
+            if recorder is not None:
+                from engine.control.trace import TickedRender
+
+                ticked = TickedRender(render, recorder, args.block_size)
+                run_script(player, actions, total, ticked)
+                ticked.finish()
+                recorder.close()
+            else:
+                run_script(player, actions, total, render)
         else:
             render(total)
     if not args.quiet:
@@ -228,6 +244,95 @@ def cmd_render(args: argparse.Namespace) -> int:
         f"{20 * np.log10(max(peak, 1e-12)):.1f} dBFS) in {elapsed:.1f} s "
         f"({args.seconds / max(elapsed, 1e-9):.0f}x real time)"
     )
+    if recorder is not None:
+        _finish_trace(args, recorder)
+    return 0
+
+
+def _trace_recorder(args: argparse.Namespace, player: ScenePlayer | None, mode: str):
+    """A TraceRecorder for ``--trace`` (or, for ``--plot`` alone, in memory);
+    None when neither is asked for."""
+    plot = getattr(args, "plot", None)
+    if args.trace is None and plot is None:
+        return None
+    if player is None:
+        raise CliError(
+            f"{args.scene} is a built-in demo: it has no inputs or parameters to "
+            "trace (--trace and --plot need a scene)"
+        )
+    if plot is not None and Path(plot).suffix.lower() != ".png":
+        raise CliError(f"{plot}: --plot writes a PNG file (FILE.png)")
+    import io
+
+    from engine.control.trace import TraceRecorder
+
+    target = args.trace if args.trace is not None else io.StringIO()
+    return TraceRecorder(target, player, tick_hz=args.trace_hz, mode=mode)
+
+
+def _finish_trace(args: argparse.Namespace, recorder) -> None:
+    if args.trace is not None:
+        print(f"wrote {args.trace} ({recorder.n_ticks} ticks at {args.trace_hz:g} Hz)")
+    if getattr(args, "plot", None) is None:
+        return
+    from engine.control.trace import load_trace, parse_trace
+
+    if args.trace is not None:
+        header, ticks = load_trace(args.trace)
+    else:
+        header, ticks = parse_trace(recorder.file.getvalue(), "<trace>")
+    _plot(header, ticks, args.plot)
+
+
+def _plot(header, ticks, path: str) -> None:
+    from engine.control.trace_plot import PlotUnavailable, plot_trace
+
+    try:
+        width, height = plot_trace(header, ticks, path)
+    except PlotUnavailable as exc:
+        raise CliError(str(exc)) from None
+    print(f"wrote {path} ({width}x{height} px)")
+
+
+def cmd_trace_plot(args: argparse.Namespace) -> int:
+    from engine.control.trace import load_trace
+
+    if Path(args.output).suffix.lower() != ".png":
+        raise CliError(f"{args.output}: the plot is a PNG file (FILE.png)")
+    header, ticks = load_trace(args.trace)
+    _plot(header, ticks, args.output)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from engine.control.monitor_client import NoAnswer, StatusSubscriber
+    from engine.control.monitor_view import MonitorView
+
+    try:
+        subscriber = StatusSubscriber(
+            args.host, args.port, prefix=args.prefix, rate_hz=args.rate_hz
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    view = MonitorView(sys.stdout)
+    with subscriber:
+        try:
+            status = subscriber.first_status(args.timeout)
+        except NoAnswer as exc:
+            raise CliError(str(exc)) from None
+        started = last_s = time.monotonic()
+        try:
+            while args.seconds is None or time.monotonic() - started < args.seconds:
+                view.update(status)
+                fresh = subscriber.next_status(0.5)
+                if fresh is not None:
+                    status, last_s = fresh, time.monotonic()
+                else:
+                    status = dict(status, stale_s=time.monotonic() - last_s)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            view.close()
     return 0
 
 
@@ -252,6 +357,13 @@ def cmd_play(args: argparse.Namespace) -> int:
     player.start()
     started = time.monotonic()  # the stream's time counts from here
     surface = _start_osc(args, scenes, player) if not args.no_osc else None
+    monitor = _Monitor(scenes, player, surface) if args.monitor else None
+    ticker = None
+    recorder = _trace_recorder(args, scenes, "live")
+    if recorder is not None:
+        from engine.control.trace import TraceTicker
+
+        ticker = TraceTicker(recorder).start()
     steal_before = host_steal_ms()
     warm = None
     try:
@@ -259,9 +371,16 @@ def cmd_play(args: argparse.Namespace) -> int:
             time.sleep(0.05)
             if warm is None and time.monotonic() - started >= WARMUP_S:
                 warm = player.snapshot()
+            if monitor is not None:
+                monitor.tick()
     except KeyboardInterrupt:
         pass
     finally:
+        if ticker is not None:
+            ticker.stop()
+            recorder.close()
+        if monitor is not None:
+            monitor.view.close()
         if surface is not None:
             surface.stop()
     # Fade to silence before stopping, so the end never clicks.
@@ -296,6 +415,8 @@ def cmd_play(args: argparse.Namespace) -> int:
             Path(args.stats).write_text(json.dumps(report, indent=2) + "\n")
         except OSError as exc:
             raise CliError(f"cannot write {args.stats}: {exc}") from None
+    if recorder is not None:
+        _finish_trace(args, recorder)
     print(
         f"played {args.scene} for {elapsed:.1f} s: {final.callbacks} callbacks "
         f"({100 * final.callbacks / max(expected, 1):.1f}% of expected), "
@@ -303,6 +424,31 @@ def cmd_play(args: argparse.Namespace) -> int:
         f"max callback {final.callback_us_max:.0f} us"
     )
     return 0
+
+
+class _Monitor:
+    """``play --monitor``: the live view of this process's status, redrawn
+    about every MONITOR_PERIOD_S from the main loop."""
+
+    def __init__(self, scenes: ScenePlayer | None, live, surface) -> None:
+        from engine.control.monitor_view import MonitorView
+        from engine.control.status import StatusReport
+        from engine.scenes.player import ScenePlayer
+
+        if surface is not None:
+            self.report = surface.report  # the same one /status answers with
+        else:
+            if scenes is None:  # a built-in demo: levels and CPU still show
+                scenes = ScenePlayer(live.engine, lookahead_s=LOOKAHEAD_S)
+            self.report = StatusReport(scenes, live)
+        self.view = MonitorView(sys.stdout)
+        self.drawn_s = 0.0
+
+    def tick(self) -> None:
+        now_s = time.monotonic()
+        if now_s - self.drawn_s >= MONITOR_PERIOD_S:
+            self.drawn_s = now_s
+            self.view.update(self.report.snapshot())
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -483,6 +629,27 @@ def _add_set_option(command: argparse.ArgumentParser) -> None:
     command.add_argument("--state", help="start the scene in this state")
 
 
+def _tick_rate(text: str) -> float:
+    from engine.control.trace import check_tick_hz
+
+    try:
+        return check_tick_hz(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_trace_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="record inputs, model outputs, targets and smoothed values per "
+        "control tick (JSON lines, engine/control/trace.py)",
+    )
+    command.add_argument(
+        "--trace-hz", type=_tick_rate, default=20.0, help="trace ticks per second"
+    )
+
+
 def _add_osc_options(command: argparse.ArgumentParser) -> None:
     osc = command.add_argument_group("OSC control (docs/osc.md)")
     osc.add_argument("--no-osc", action="store_true", help="run without OSC")
@@ -535,6 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--script", help="a YAML list of timed actions (engine/scenes/script.py)"
     )
+    _add_trace_options(render)
+    render.add_argument(
+        "--plot", metavar="FILE.png", help="draw the trace (needs matplotlib)"
+    )
     render.set_defaults(func=cmd_render)
 
     play = sub.add_parser("play", help="play a scene live")
@@ -547,8 +718,31 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--stats", default=None, help="write run statistics (JSON)")
     _add_set_option(play)
     _add_osc_options(play)
+    play.add_argument(
+        "--monitor", action="store_true", help="show a live view in the terminal"
+    )
+    _add_trace_options(play)
     play.set_defaults(func=cmd_play)
 
+    monitor = sub.add_parser(
+        "monitor", help="live view of a playing engine (over OSC, docs/osc.md)"
+    )
+    monitor.add_argument("--host", default="127.0.0.1", help="the engine's host")
+    monitor.add_argument("--port", type=int, default=9000, help="its OSC port")
+    monitor.add_argument("--prefix", default="/soundscape", help="address prefix")
+    monitor.add_argument("--rate-hz", type=float, default=10.0, help="updates/s")
+    monitor.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for an answer"
+    )
+    monitor.add_argument("--seconds", type=float, default=None, help="default: run")
+    monitor.set_defaults(func=cmd_monitor)
+
+    trace = sub.add_parser("trace", help="work with adaptation traces")
+    trace_sub = trace.add_subparsers(dest="trace_command", required=True)
+    trace_plot = trace_sub.add_parser("plot", help="draw a trace as a PNG")
+    trace_plot.add_argument("trace", help="a trace file (--trace of play/render)")
+    trace_plot.add_argument("-o", "--output", required=True, help="FILE.png")
+    trace_plot.set_defaults(func=cmd_trace_plot)
     from engine.daemon.config import add_config_arguments
 
     config = sub.add_parser("config", help="the daemon's configuration")

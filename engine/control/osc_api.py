@@ -770,8 +770,24 @@ class OscApi:
         ]
         for name, value in status["inputs"].items():
             messages.append(encode_message(f"{p}/input/{name}", [float(value)], "f"))
+        for name, (low, high) in status.get("input_ranges", {}).items():
+            messages.append(
+                encode_message(f"{p}/range/{name}", [float(low), float(high)], "ff")
+            )
         for name, level in status.get("layers", {}).items():
             messages.append(encode_message(f"{p}/layer/{name}", [float(level)], "f"))
+        for name, param in status.get("params", {}).items():
+            # layer.node.param -> /param/layer/node/param, as /layer/... sets it;
+            # NaN stands for a value the playing program does not have.
+            values = [_float_or_nan(param["target"]), _float_or_nan(param["value"])]
+            address = f"{p}/param/{name.replace('.', '/')}"
+            messages.append(encode_message(address, values, "ff"))
+        for name, value in status.get("model", {}).items():
+            messages.append(
+                encode_message(f"{p}/model/{name}", [_float_or_nan(value)], "f")
+            )
+        if "device" in status:
+            messages.append(encode_message(f"{p}/device", [str(status["device"])], "s"))
         if "master_peak_dbfs" in status:
             messages += [
                 encode_message(
@@ -833,6 +849,10 @@ class OscApi:
             )
         )
         return encode_bundle(messages)
+
+
+def _float_or_nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _where(destination: OscSender | tuple[str, int]) -> str:

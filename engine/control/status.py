@@ -1,5 +1,6 @@
 """What the engine is doing, for status replies, subscriptions and monitors:
-scene, state, inputs, levels, CPU, underflows, uptime.
+scene, state, inputs (with their ranges), watched parameters (target and
+smoothed value), model outputs, levels, CPU, underflows, uptime.
 
     report = StatusReport(player, live=live_player)
     report.snapshot()
@@ -11,7 +12,11 @@ the design allows for aligned 8-byte values): the master output's peak and RMS
 over the last block rendered, and each layer's level (0..1, its state fade as
 the audio thread has it now). CPU is the callback's time against the block
 budget since the previous snapshot; underflows and callbacks come from the
-live player's statistics (absent offline).
+live player's statistics (absent offline). ``params`` are the parameters
+that follow an input (``engine/control/param_watch.py``), each with the target
+the control plane wrote and the value the audio thread has smoothed it to;
+``model`` holds the model's latest outputs when :attr:`StatusReport.model_outputs`
+is set (by the model control loop), and is absent otherwise.
 
 Threads: any control thread (the OSC receive threads, the subscription sender).
 """
@@ -21,10 +26,12 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from engine.control.param_watch import ParamWatch
 from engine.dsp.layout import INFO_OUT_SLOT, INFO_OUT_STRIDE, P_CURRENT
 
 __all__ = ["SILENCE_DB", "StatusReport", "master_levels_dbfs"]
@@ -58,6 +65,10 @@ def master_levels_dbfs(engine: Any, n_frames: int) -> tuple[float, float]:
     return _db(peak), _db(rms)
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 class StatusReport:
     """Builds status snapshots of a :class:`ScenePlayer` (and of the
     ``LivePlayer`` playing its engine, when there is one)."""
@@ -82,6 +93,11 @@ class StatusReport:
         self._lock = threading.Lock()
         self._cpu_at: tuple[float, Any] | None = None
         self._cpu = (0.0, 0.0)
+        # Returns the model's latest outputs by name (set by the model loop).
+        self.model_outputs: Callable[[], Mapping[str, float]] | None = None
+        # The watched parameters of the scene playing (rebuilt when it changes:
+        # every load gives the player a new inputs object).
+        self._watch: tuple[Any, ParamWatch] | None = None
 
     def _layer_levels(self, layers: list[str]) -> dict[str, float]:
         program = self.engine.current
@@ -96,6 +112,25 @@ class StatusReport:
             value = float(program.params[P_CURRENT, ref.column])
             levels[layer] = value if math.isfinite(value) else 0.0
         return levels
+
+    def _params(self) -> dict[str, dict[str, float | None]]:
+        inputs = getattr(self.player, "inputs", None)
+        if self._watch is None or self._watch[0] is not inputs:
+            self._watch = (inputs, ParamWatch.for_player(self.player))
+        values = self._watch[1].read(self.engine)
+        return {
+            name: {"target": _rounded(target), "value": _rounded(value)}
+            for name, (target, value) in values.items()
+        }
+
+    def _input_ranges(self) -> dict[str, list[float]]:
+        inputs = getattr(self.player, "inputs", None)
+        if inputs is None:
+            return {}
+        return {
+            name: [float(spec["minimum"]), float(spec["maximum"])]
+            for name, spec in inputs.specs.items()
+        }
 
     def _volume_db(self) -> float:
         master = self.engine.master
@@ -140,6 +175,8 @@ class StatusReport:
             "scene": status.get("scene") or "",
             "state": status.get("state") or "",
             "inputs": dict(status.get("inputs", {})),
+            "input_ranges": self._input_ranges(),
+            "params": self._params(),
             "layers": self._layer_levels(list(status.get("layers", []))),
             "master_peak_dbfs": round(peak_db, 2),
             "master_rms_dbfs": round(rms_db, 2),
@@ -152,6 +189,10 @@ class StatusReport:
             "frame": self.engine.frame,
             "last_error": status.get("last_error") or "",
         }
+        if self.model_outputs is not None:
+            snapshot["model"] = {
+                str(k): float(v) for k, v in self.model_outputs().items()
+            }
         if self.extra is not None:
             self.extra(snapshot)
         return snapshot

@@ -249,12 +249,10 @@ class ScenePlayer:
         # Each state is held to the target on its own (a combat state has more
         # layers than explore, not more loudness), measured as written so that
         # a reload in the middle of a game does not move the trims.
-        trims = {None: 0.0}
+        states = list(scene["states"]) or [None]
+        trims = {s: 0.0 for s in states}
         if self.hold_loudness:
-            trims = {
-                s: self._trim_for(path, digest, scene, s)
-                for s in (list(scene["states"]) or [None])
-            }
+            trims = {s: self._trim_for(path, digest, scene, s) for s in states}
         trim_db = trims[scene.get("initial_state")]
         trim = next(n for n in graph.nodes if n.name == TRIM_NODE)
         trim.values["gain_db"] = trim_db

@@ -234,3 +234,19 @@ def test_broken_scene_file_raises_and_the_playing_scene_stays(
     with pytest.raises(SceneError, match=r"broken.yaml:\d+:\d+: .*did you mean 'bar'"):
         player.load(broken)
     assert player.status()["scene"] == "game"
+
+
+def test_a_player_that_does_not_hold_loudness_starts_in_the_initial_state(
+    tmp_path: Path,
+) -> None:
+    scene = tmp_path / "game.yaml"
+    scene.write_text(GAME.read_text() + "initial_state: combat\n")
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=5), hold_loudness=False)
+    player.load(scene)
+    x = player.engine.render(RATE)[RATE // 2 :, 0]
+    assert peak_hz(x) == pytest.approx(600.0, abs=2.0)  # tense, danger 0
+    player.set_state("explore", frame=player.engine.frame)
+    player.engine.render(2 * RATE)
+    assert peak_hz(player.engine.render(RATE // 2)[:, 0]) == pytest.approx(
+        440.0, abs=2.0
+    )
