@@ -111,7 +111,10 @@ def run(cycles: int, down_s: float, play_s: float, scene: str) -> dict:
                     continue
                 answered += 1
                 slowest_s = max(slowest_s, took_s)
-                if status["output"]["state"] == "playing" and status["peak_dbfs"] > -90:
+                if (
+                    status["output"]["state"] == "playing"
+                    and status["master_peak_dbfs"] > -90
+                ):
                     recover_s = time.monotonic() - back
                     break
                 time.sleep(POLL_S)

@@ -92,6 +92,14 @@ def status_from_messages(
                 status["uptime_s"] = float(args[0])
             elif kind == "device":
                 status["device"] = str(args[0])
+            elif kind == "output":
+                status["output"] = {
+                    "state": str(args[0]),
+                    "device": str(args[1]),
+                    "outages": int(args[2]),
+                    "outage_s": float(args[3]),
+                    "last_error": str(args[4]),
+                }
             elif kind == "hr":
                 status["heart"] = {
                     "bpm": float(args[0]),

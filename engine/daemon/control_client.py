@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from engine.control.monitor_client import status_from_messages
 from engine.control.osc_wire import OscError, OscMessage, encode_message, parse
 
 __all__ = ["DaemonClient", "DaemonRefused", "NoDaemon", "format_status"]
@@ -130,10 +131,11 @@ class DaemonClient:
     # Commands ------------------------------------------------------------------
 
     def status(self, timeout_s: float | None = None) -> dict[str, Any]:
-        """The daemon's status bundle as a dict (see :func:`status_from_messages`)."""
+        """The daemon's status bundle as a dict (the status dict, as
+        ``engine.control.monitor_client.status_from_messages`` reads it back)."""
         self.send("/status")
         messages, _ = self._wait_for("/status/", timeout_s or self.timeout_s)
-        return status_from_messages(messages, self.prefix)
+        return status_from_messages(messages, self.prefix) or {}
 
     def volume(self, gain_db: float, ramp_s: float = 0.5) -> tuple[float, list[str]]:
         """Set the master volume; returns (the volume used, warnings)."""
@@ -177,51 +179,6 @@ class DaemonClient:
         return False
 
 
-def status_from_messages(messages: list[OscMessage], prefix: str) -> dict[str, Any]:
-    """The status bundle's messages as one dict: ``scene``, ``state``,
-    ``inputs``, ``layers``, ``levels``, ``cpu``, ``underflows``, ``uptime_s``,
-    ``output``, ``osc`` (whichever the daemon sent)."""
-    base = f"{prefix}/status/"
-    status: dict[str, Any] = {"inputs": {}, "layers": {}}
-    for message in messages:
-        if not message.address.startswith(base):
-            continue
-        key = message.address[len(base) :]
-        args = message.args
-        if key == "scene":
-            status["scene"], status["state"] = args[0], args[1]
-        elif key.startswith("input/"):
-            status["inputs"][key[len("input/") :]] = args[0]
-        elif key.startswith("layer/"):
-            status["layers"][key[len("layer/") :]] = args[0]
-        elif key == "levels":
-            status["peak_dbfs"], status["rms_dbfs"], status["volume_db"] = args
-        elif key == "cpu":
-            status["cpu_percent"], status["cpu_max_percent"] = args
-        elif key == "underflows":
-            status["underflows"], status["callbacks"] = args
-        elif key == "uptime":
-            status["uptime_s"] = args[0]
-        elif key == "output":
-            state, device, outages, outage_s, error = args
-            status["output"] = {
-                "state": state,
-                "device": device,
-                "outages": outages,
-                "outage_s": outage_s,
-                "last_error": error,
-            }
-        elif key == "osc":
-            status["osc"] = dict(
-                zip(("applied", "rejected", "late"), args, strict=False)
-            )
-        elif key == "hr":
-            status["heart"] = dict(
-                zip(("bpm", "rmssd_ms", "connected", "quality"), args, strict=False)
-            )
-    return status
-
-
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
@@ -239,10 +196,11 @@ def format_status(status: dict[str, Any]) -> str:
     if inputs:
         text = ", ".join(f"{k}={v:.3g}" for k, v in sorted(inputs.items()))
         lines.append(f"inputs      {text}")
-    if "peak_dbfs" in status:
+    if "master_peak_dbfs" in status:
         lines.append(
-            f"levels      peak {status['peak_dbfs']:.1f} dBFS, rms "
-            f"{status['rms_dbfs']:.1f} dBFS, volume {status['volume_db']:.1f} dB"
+            f"levels      peak {status['master_peak_dbfs']:.1f} dBFS, rms "
+            f"{status['master_rms_dbfs']:.1f} dBFS, volume "
+            f"{status['volume_db']:.1f} dB"
         )
     output = status.get("output")
     if output:

@@ -251,6 +251,13 @@ class Daemon:
             "retries": status.retries,
             "last_error": status.last_error or "",
         }
+        # One line for monitors (engine/control/monitor_view.py shows it).
+        if status.state.value == "lost":
+            snapshot["device"] = f"lost for {outage_s:.1f} s, retrying"
+        elif status.state.value == "paused":
+            snapshot["device"] = "paused (silent after the sleep timer)"
+        else:
+            snapshot["device"] = status.state.value
         snapshot["pid"] = os.getpid()
 
     # Levels ----------------------------------------------------------------------------

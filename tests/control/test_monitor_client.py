@@ -60,6 +60,29 @@ def test_the_status_bundle_decodes_to_the_status_dict():
     assert decoded["osc"]["rejected"] == 0
 
 
+def test_the_daemons_output_state_decodes_too():
+    player = follow_player()
+    output = {
+        "state": "lost",
+        "device": "system",
+        "outages": 2,
+        "outage_s": 1.25,
+        "last_error": "no audio callback for 130 ms",
+    }
+
+    def add_output(snapshot):
+        snapshot["output"] = output
+        snapshot["device"] = "lost for 1.2 s, retrying"
+
+    with OscSurface(
+        player, OscSettings(port=0, hr_bridge="none"), extra_status=add_output
+    ) as surface:
+        decoded = status_from_messages(parse(surface.api.status_packet()))
+    assert decoded is not None
+    assert decoded["output"] == output
+    assert decoded["device"] == "lost for 1.2 s, retrying"
+
+
 def test_a_packet_that_is_not_a_status_bundle_decodes_to_none():
     assert status_from_messages([]) is None
     assert status_from_messages(parse(b"/x\x00\x00,f\x00\x00\x00\x00\x00\x00")) is None

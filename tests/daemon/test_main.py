@@ -190,7 +190,7 @@ def test_no_sound_above_the_cap_whatever_osc_asks(shared) -> None:  # type: igno
     assert result.stdout.strip() == "volume 0 dB (over 0.1 s)"
     assert "clamped to 0 dB" in result.stderr
     time.sleep(0.3)
-    peaks = [daemon.status()["peak_dbfs"] for _ in range(10)]
+    peaks = [daemon.status()["master_peak_dbfs"] for _ in range(10)]
     # The tone alone would peak near -7 dBFS: the limiter holds it at the cap.
     assert max(peaks) <= CAP_DBFS + 0.01, peaks
     assert min(peaks) > CAP_DBFS - 3.0, peaks
@@ -271,7 +271,7 @@ def test_sleep_timer_ends_in_silence_then_the_daemon_idles_until_osc(shared) -> 
     with daemon.client() as client:
         client.send("/sleep", [1.0, 0.5], "ff")
     status = daemon.wait_until(lambda s: s["output"]["state"] == "paused", 20.0)
-    assert status["peak_dbfs"] == -120.0  # what the last block played: silence
+    assert status["master_peak_dbfs"] == -120.0  # what the last block played: silence
     idle_cpu_s = cpu_seconds(daemon.pid)
     idle_wall_s = time.monotonic()
     time.sleep(2.0)
@@ -286,7 +286,8 @@ def test_sleep_timer_ends_in_silence_then_the_daemon_idles_until_osc(shared) -> 
     with daemon.client() as client:
         client.send("/sleep/cancel")
     daemon.wait_until(
-        lambda s: s["output"]["state"] == "playing" and s["peak_dbfs"] > -60.0, 20.0
+        lambda s: s["output"]["state"] == "playing" and s["master_peak_dbfs"] > -60.0,
+        20.0,
     )
 
 
@@ -387,7 +388,9 @@ def test_jack_killed_and_restarted_3_times_the_daemon_plays_on(
             assert daemon.status()["output"]["outage_s"] > 0.0
             server.start()
             back = daemon.wait_until(
-                lambda s: s["output"]["state"] == "playing" and s["peak_dbfs"] > -60,
+                lambda s: (
+                    s["output"]["state"] == "playing" and s["master_peak_dbfs"] > -60
+                ),
                 30.0,
             )
             assert back["scene"] == "tone"
