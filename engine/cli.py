@@ -176,7 +176,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
         actions = load_script(args.script)
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
-    player = start_scene(engine, args.scene, dict(args.set), args.state)
+    settings, clock = _split_clock_settings(args.scene, dict(args.set))
+    player = start_scene(engine, args.scene, settings, args.state)
+    if player is not None:
+        # A model scene renders with a fixed time of day (reproducible).
+        from engine.model.control_loop import DEFAULT_OFFLINE_TIME_OF_DAY_H
+
+        player.model_clock = {"time_of_day_h": DEFAULT_OFFLINE_TIME_OF_DAY_H, **clock}
     if actions and player is None:
         raise CliError(f"{args.scene} is a built-in demo: a script needs a scene")
     # FLAC holds integers only; WAV keeps the engine's float output exactly.
@@ -211,9 +217,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     with out_file:
         if player is not None:
+            from engine.model.control_loop import render_with_model
             from engine.scenes.script import run_script
 
-            run_script(player, actions, total, render)
+            def render_ticked(n_frames: int) -> None:
+                render_with_model(player, n_frames, render)
+
+            run_script(player, actions, total, render_ticked)
         else:
             render(total)
     if not args.quiet:
@@ -227,6 +237,29 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_clock_settings(
+    scene: str, settings: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``--set`` values for the model's clock sources (``time_of_day_h``...)
+    that the scene has no input for, apart from the scene's inputs."""
+    from engine.scenes.format import CLOCK_SOURCES
+
+    path = find_scene(scene)
+    inputs: set[str] = set()
+    if path is not None and path.is_file():
+        from engine.scenes.yaml_source import load_yaml
+
+        try:
+            data = load_yaml(path.read_text(encoding="utf-8"), str(path)).data
+            inputs = set((data or {}).get("inputs") or {})
+        except (OSError, ValueError):
+            pass  # the scene's own load reports it
+    clock = {
+        k: v for k, v in settings.items() if k in CLOCK_SOURCES and k not in inputs
+    }
+    return {k: v for k, v in settings.items() if k not in clock}, clock
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.audio_io import AudioDeviceError, refresh_devices
     from engine.rt.core import C_NONFINITE
@@ -235,11 +268,17 @@ def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.stats import host_steal_ms
 
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
+    settings, clock = _split_clock_settings(args.scene, dict(args.set))
     scenes = start_scene(
-        engine, args.scene, dict(args.set), args.state, lookahead_s=LOOKAHEAD_S
+        engine, args.scene, settings, args.state, lookahead_s=LOOKAHEAD_S
     )
+    model_thread = None
     if scenes is not None:
+        scenes.model_clock = clock  # what is not set runs on the wall clock
         scenes.watch()  # saving the scene file crossfades the edit in
+        from engine.model.control_loop import ModelThread
+
+        model_thread = ModelThread(scenes)
     refresh_devices()
     try:
         player = LivePlayer(engine, device=args.device, block_size=args.block_size)
@@ -248,6 +287,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     player.start()
     started = time.monotonic()  # the stream's time counts from here
     surface = _start_osc(args, scenes, player) if not args.no_osc else None
+    if model_thread is not None:
+        model_thread.start()
     steal_before = host_steal_ms()
     warm = None
     try:
@@ -258,6 +299,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if model_thread is not None:
+            model_thread.stop()
         if surface is not None:
             surface.stop()
     # Fade to silence before stopping, so the end never clicks.
