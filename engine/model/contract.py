@@ -66,6 +66,11 @@ class Port:
     maximum: float
     default: float
 
+    def __post_init__(self) -> None:
+        # One number type, so a contract always serialises the same bytes.
+        for key in ("minimum", "maximum", "default"):
+            object.__setattr__(self, key, float(getattr(self, key)))
+
     def describe(self) -> str:
         """``heart_rate_bpm (bpm, 40..180, default 60): the listener's...``"""
         unit = f"{self.unit}, " if self.unit else ""

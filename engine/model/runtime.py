@@ -214,7 +214,7 @@ class ModelRunner:
                 continue
             self._fault(
                 f"{kind}:{port.name}",
-                f"{self.path}: output {port.name!r} = {value!r} is {kind} "
+                f"{self.path}: output {port.name!r} = {value:g} is {kind} "
                 f"(expected {port.minimum:g}..{port.maximum:g}); keeping its last "
                 f"good value {self.last_good[port.name]:g}",
             )
