@@ -98,10 +98,10 @@ def _sleep_rule(x: dict[str, np.ndarray]) -> list[np.ndarray]:
     # back (low motion, mid level, the bed up), never silence.
     wake = _clip((x["hr_trend_bpm_per_min"] - 3.0) / 9.0)
     normal = [
-        0.75 - 0.6 * settle,  # brightness
-        0.8 - 0.65 * settle,  # motion
-        0.85 - 0.6 * settle,  # level
-        0.9 - 0.35 * settle,  # bed
+        0.8 - 0.7 * settle,  # brightness
+        0.85 - 0.7 * settle,  # motion
+        0.9 - 0.7 * settle,  # level
+        0.9 - 0.4 * settle,  # bed
     ]
     waking = [0.3, 0.1, 0.45, 0.95]
     return [(1.0 - wake) * n + wake * w for n, w in zip(normal, waking, strict=True)]
@@ -169,10 +169,10 @@ MODELS: dict[str, ModelDesign] = {
         "timer runs; a gentle steady bed when the listener wakes.",
         (HEART_RATE, HRV, TREND, MINUTES),
         (
-            _control("brightness", "how bright the waves and the bed are", 0.5),
-            _control("motion", "how fast the waves swell (modulation rate)", 0.5),
-            _control("level", "level of the moving layers (waves, pulse)", 0.67),
-            _control("bed", "level of the steady noise bed", 0.8),
+            _control("brightness", "how bright the waves and the bed are", 0.6),
+            _control("motion", "how fast the waves swell (modulation rate)", 0.65),
+            _control("level", "level of the moving layers (waves, pulse)", 0.7),
+            _control("bed", "level of the steady noise bed", 0.78),
         ),
         _sleep_rule,
     ),
