@@ -208,7 +208,7 @@ class ModelRunner:
             elif not port.minimum - slack <= value <= port.maximum + slack:
                 kind = "out of range"
             else:
-                value = min(max(value, port.minimum), port.maximum)
+                value = min(max(value, port.minimum), port.maximum) + 0.0  # no -0
                 good[port.name] = value
                 self.last_good[port.name] = value
                 continue
