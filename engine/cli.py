@@ -10,6 +10,7 @@
                     [--stats FILE] [--set INPUT=VALUE ...] [--state S]
                     [--no-osc] [--osc-host H] [--osc-port 9000] [--osc-allow CIDR]
                     [--osc-prefix /soundscape] [--hr-bridge all] [--aliases FILE]
+    soundscape model check MODEL.onnx [--scene S]
     soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
                       [--prefix /soundscape] [--seconds N] [--speed X]
                       [--seed S] [--dropouts] [--ectopic-per-min R]
@@ -422,6 +423,16 @@ def cmd_hr_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_check(args: argparse.Namespace) -> int:
+    from engine.model.check import check_model
+
+    lines, problems = check_model(args.model, args.scene)
+    print("\n".join(lines))
+    if problems:
+        print(f"{problems} problem{'s' if problems > 1 else ''}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -506,6 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set_option(play)
     _add_osc_options(play)
     play.set_defaults(func=cmd_play)
+
+    model = sub.add_parser("model", help="ONNX models of the adaptive loop")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    check = model_sub.add_parser(
+        "check", help="explain a model's contract (and how a scene matches it)"
+    )
+    check.add_argument("model", help="MODEL.onnx")
+    check.add_argument("--scene", help="a scene file or shipped scene name")
+    check.set_defaults(func=cmd_model_check)
 
     hr_sim = sub.add_parser(
         "hr-sim", help="send a simulated heart rate over OSC (bridge formats)"
