@@ -288,6 +288,11 @@ def cmd_play(args: argparse.Namespace) -> int:
     player.start()
     started = time.monotonic()  # the stream's time counts from here
     surface = _start_osc(args, scenes, player) if not args.no_osc else None
+    if model_thread is None and surface is not None:
+        from engine.model.control_loop import ModelThread
+
+        # A demo started: OSC's /scene may still load a scene with a model.
+        model_thread = ModelThread(surface.player)
     if model_thread is not None:
         model_thread.start()
     steal_before = host_steal_ms()

@@ -227,6 +227,9 @@ class ModelLoop:
         outputs = self.runner.run(inputs)
         targets: dict[str, float] = {}
         contract = self.runner.contract
+        if self.player.model is not self:
+            # The scene changed while this tick ran: its bindings are stale.
+            return TickRecord(frame, inputs, dict(outputs))
         for output, value in outputs.items():
             port = contract.output(output) if contract is not None else None
             for binding in self.bindings.get(output, ()):

@@ -293,9 +293,12 @@ class ScenePlayer:
             self._origin = self.engine.frame
         self._watched_mtime = _mtime(loaded.path)
         self._plan_auto_fire()
-        self.model = loaded.model
+        previous, self.model = self.model, loaded.model
         if self.model is not None:
             self.model.start(self.engine.frame)
+            if keep_grid and previous is not None:
+                # A saved edit is the same session: the sleep clock runs on.
+                self.model.start_frame = previous.start_frame
 
     def _plan_auto_fire(self) -> None:
         self.engine.cancel(_AUTO_TAG)

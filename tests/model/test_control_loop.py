@@ -159,3 +159,18 @@ def test_a_scene_without_a_model_has_no_loop(tmp_path):
     player = player_for(Path(__file__).parents[2] / "scenes" / "rain.yaml")
     assert player.model is None
     render(player, 0.1)  # renders as before
+
+
+def test_a_saved_edit_keeps_the_model_clock_running(tmp_path):
+    path = scene_copy(tmp_path, "sleep")
+    player = player_for(path)
+    render(player, 0.5)
+    first = player.model
+    path.write_text(path.read_text() + "\n# edited\n")
+    assert player.reload()
+    assert player.model is not first
+    assert player.model.start_frame == first.start_frame == 0
+    render(player, 1.5)  # the reload's crossfade, then ticks as before
+    assert player.model.last_tick.inputs["minutes_since_start"] > 0.0
+    # A tick of the replaced loop writes nothing (its bindings are stale).
+    assert first.tick().targets == {}
