@@ -174,3 +174,24 @@ def test_a_saved_edit_keeps_the_model_clock_running(tmp_path):
     assert player.model.last_tick.inputs["minutes_since_start"] > 0.0
     # A tick of the replaced loop writes nothing (its bindings are stale).
     assert first.tick().targets == {}
+
+
+def test_the_render_command_ticks_the_model_reproducibly(tmp_path):
+    import soundfile as sf
+
+    from engine.cli import main
+
+    outputs = []
+    for run, hour in (("a", "22"), ("b", "22"), ("c", "9")):
+        out = tmp_path / f"{run}.wav"
+        args = ["render", "focus", "--seconds", "3", "-o", str(out), "-q"]
+        assert (
+            main(
+                [*args, "--set", f"time_of_day_h={hour}", "--set", "heart_rate_bpm=58"]
+            )
+            == 0
+        )
+        outputs.append(sf.read(out)[0])
+    assert np.array_equal(outputs[0], outputs[1])
+    # 58 bpm late in the day: brighter, more drops than in the morning.
+    assert not np.array_equal(outputs[0], outputs[2])
