@@ -173,6 +173,21 @@ class ModelLoop:
         the first tick is due now."""
         self.start_frame = self.next_frame = int(frame)
 
+    def status(self) -> dict[str, Any]:
+        """For status replies and monitors: the file, whether it runs, the
+        ticks so far, the faults counted and the last tick's values."""
+        last = self.last_tick
+        return {
+            "file": str(self.runner.path),
+            "ok": self.runner.ok,
+            "error": self.runner.error,
+            "rate_hz": self.rate_hz,
+            "ticks": self.ticks,
+            "faults": self.runner.faults,
+            "inputs": dict(last.inputs) if last else {},
+            "outputs": dict(last.outputs) if last else {},
+        }
+
     def clock(self, frame: int) -> dict[str, float]:
         """The clock sources at ``frame`` (``player.model_clock`` overrides)."""
         fixed = self.player.model_clock

@@ -651,6 +651,7 @@ class ScenePlayer:
                 "loudness_trim_db": round(self._loaded.trim_db, 2),
                 "frame": self.engine.frame,
                 "last_error": self.last_error,
+                "model": self.model.status() if self.model is not None else None,
             }
 
 

@@ -61,6 +61,9 @@ def test_ticks_write_targets_through_the_player_on_exact_frames(tmp_path):
     assert target(player, "wind.whistle", "cutoff_hz") == pytest.approx(cutoff)
     # Unchanged inputs: the same outputs, nothing written again.
     assert all(r.targets == {} for r in records[1:])
+    status = player.status()["model"]
+    assert status["ok"] and status["ticks"] == 20 and status["faults"] == 0
+    assert status["outputs"] == records[-1].outputs
 
 
 def test_offline_renders_with_a_model_are_reproducible(tmp_path):
