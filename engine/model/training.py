@@ -291,7 +291,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         {"intensity": 0, "danger": 0.5, "mode": 1},
         {"intensity": 1, "danger": 0.5, "mode": 1},
         {"tension": 1, "density": 1, "brightness": 1},
-        "the dread layer louder, the wind brighter",
+        "the dread layer louder, the wind brighter and gustier",
     ),
 )
 
