@@ -17,6 +17,7 @@
     soundscape service install|uninstall [--config PATH]
     soundscape daemon [--config PATH] [daemon flags...]
     soundscape status [--json] | stop | scene NAME [--fade S] | volume DB [--ramp S]
+    soundscape model check MODEL.onnx [--scene S]
     soundscape hr-sim [--profile P] [--format F] [--host H] [--port N]
                       [--prefix /soundscape] [--seconds N] [--speed X]
                       [--seed S] [--dropouts] [--ectopic-per-min R]
@@ -185,7 +186,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
         actions = load_script(args.script)
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
-    player = start_scene(engine, args.scene, dict(args.set), args.state)
+    settings, clock = _split_clock_settings(args.scene, dict(args.set))
+    player = start_scene(engine, args.scene, settings, args.state)
+    if player is not None:
+        # A model scene renders with a fixed time of day (reproducible).
+        from engine.model.control_loop import DEFAULT_OFFLINE_TIME_OF_DAY_H
+
+        player.model_clock = {"time_of_day_h": DEFAULT_OFFLINE_TIME_OF_DAY_H, **clock}
     if actions and player is None:
         raise CliError(f"{args.scene} is a built-in demo: a script needs a scene")
     # FLAC holds integers only; WAV keeps the engine's float output exactly.
@@ -223,17 +230,21 @@ def cmd_render(args: argparse.Namespace) -> int:
     recorder = _trace_recorder(args, player, "offline")
     with out_file:
         if player is not None:
+            from engine.model.control_loop import render_with_model
             from engine.scenes.script import run_script
+
+            def render_ticked(n_frames: int) -> None:
+                render_with_model(player, n_frames, render, args.block_size)
 
             if recorder is not None:
                 from engine.control.trace import TickedRender
 
-                ticked = TickedRender(render, recorder, args.block_size)
+                ticked = TickedRender(render_ticked, recorder, args.block_size)
                 run_script(player, actions, total, ticked)
                 ticked.finish()
                 recorder.close()
             else:
-                run_script(player, actions, total, render)
+                run_script(player, actions, total, render_ticked)
         else:
             render(total)
     if not args.quiet:
@@ -336,6 +347,29 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_clock_settings(
+    scene: str, settings: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``--set`` values for the model's clock sources (``time_of_day_h``...)
+    that the scene has no input for, apart from the scene's inputs."""
+    from engine.scenes.format import CLOCK_SOURCES
+
+    path = find_scene(scene)
+    inputs: set[str] = set()
+    if path is not None and path.is_file():
+        from engine.scenes.yaml_source import load_yaml
+
+        try:
+            data = load_yaml(path.read_text(encoding="utf-8"), str(path)).data
+            inputs = set((data or {}).get("inputs") or {})
+        except (OSError, ValueError):
+            pass  # the scene's own load reports it
+    clock = {
+        k: v for k, v in settings.items() if k in CLOCK_SOURCES and k not in inputs
+    }
+    return {k: v for k, v in settings.items() if k not in clock}, clock
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.audio_io import AudioDeviceError, refresh_devices
     from engine.rt.core import C_NONFINITE
@@ -344,11 +378,17 @@ def cmd_play(args: argparse.Namespace) -> int:
     from engine.rt.stats import host_steal_ms
 
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
+    settings, clock = _split_clock_settings(args.scene, dict(args.set))
     scenes = start_scene(
-        engine, args.scene, dict(args.set), args.state, lookahead_s=LOOKAHEAD_S
+        engine, args.scene, settings, args.state, lookahead_s=LOOKAHEAD_S
     )
+    model_thread = None
     if scenes is not None:
+        scenes.model_clock = clock  # what is not set runs on the wall clock
         scenes.watch()  # saving the scene file crossfades the edit in
+        from engine.model.control_loop import ModelThread
+
+        model_thread = ModelThread(scenes)
     refresh_devices()
     try:
         player = LivePlayer(engine, device=args.device, block_size=args.block_size)
@@ -364,6 +404,13 @@ def cmd_play(args: argparse.Namespace) -> int:
         from engine.control.trace import TraceTicker
 
         ticker = TraceTicker(recorder).start()
+    if model_thread is None and surface is not None:
+        from engine.model.control_loop import ModelThread
+
+        # A demo started: OSC's /scene may still load a scene with a model.
+        model_thread = ModelThread(surface.player)
+    if model_thread is not None:
+        model_thread.start()
     steal_before = host_steal_ms()
     warm = None
     try:
@@ -381,6 +428,8 @@ def cmd_play(args: argparse.Namespace) -> int:
             recorder.close()
         if monitor is not None:
             monitor.view.close()
+        if model_thread is not None:
+            model_thread.stop()
         if surface is not None:
             surface.stop()
     # Fade to silence before stopping, so the end never clicks.
@@ -610,6 +659,16 @@ def cmd_hr_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_check(args: argparse.Namespace) -> int:
+    from engine.model.check import check_model
+
+    lines, problems = check_model(args.model, args.scene)
+    print("\n".join(lines))
+    if problems:
+        print(f"{problems} problem{'s' if problems > 1 else ''}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -785,6 +844,14 @@ def build_parser() -> argparse.ArgumentParser:
     volume = control_parser("volume", "the daemon's master volume")
     volume.add_argument("gain_db", type=float, metavar="DB")
     volume.add_argument("--ramp", type=float, default=0.5, help="seconds")
+    model = sub.add_parser("model", help="ONNX models of the adaptive loop")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    check = model_sub.add_parser(
+        "check", help="explain a model's contract (and how a scene matches it)"
+    )
+    check.add_argument("model", help="MODEL.onnx")
+    check.add_argument("--scene", help="a scene file or shipped scene name")
+    check.set_defaults(func=cmd_model_check)
 
     hr_sim = sub.add_parser(
         "hr-sim", help="send a simulated heart rate over OSC (bridge formats)"

@@ -58,8 +58,8 @@ class ParamWatch:
 
     @classmethod
     def for_player(cls, player: Any) -> ParamWatch:
-        """The parameters that follow an input in ``player``'s scene (none for
-        no scene or a built-in demo)."""
+        """The parameters that follow an input or a model output in
+        ``player``'s scene (none for no scene or a built-in demo)."""
         from engine.scenes.format import layer_copies, mappings
 
         try:
@@ -79,6 +79,18 @@ class ParamWatch:
                     str(mapping.get("from", "")),
                 )
             )
+        loop = getattr(player, "model", None)
+        for output, bindings in (loop.bindings if loop is not None else {}).items():
+            for binding in bindings:
+                first = layer_copies(scene, binding["layer"])[0]
+                watched.append(
+                    WatchedParam(
+                        binding["to"],
+                        f"{first}.{binding['node']}",
+                        binding["param"],
+                        f"model.{output}",
+                    )
+                )
         return cls(watched[:MAX_WATCHED])
 
     @property

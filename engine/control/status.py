@@ -15,8 +15,8 @@ budget since the previous snapshot; underflows and callbacks come from the
 live player's statistics (absent offline). ``params`` are the parameters
 that follow an input (``engine/control/param_watch.py``), each with the target
 the control plane wrote and the value the audio thread has smoothed it to;
-``model`` holds the model's latest outputs when :attr:`StatusReport.model_outputs`
-is set (by the model control loop), and is absent otherwise.
+``model`` holds the latest outputs of the scene's model loop (or of
+:attr:`StatusReport.model_outputs` when set), and is absent without a model.
 
 Threads: any control thread (the OSC receive threads, the subscription sender).
 """
@@ -93,7 +93,8 @@ class StatusReport:
         self._lock = threading.Lock()
         self._cpu_at: tuple[float, Any] | None = None
         self._cpu = (0.0, 0.0)
-        # Returns the model's latest outputs by name (set by the model loop).
+        # Returns the model's latest outputs by name; by default, those of the
+        # player's model loop (engine/model/control_loop.py).
         self.model_outputs: Callable[[], Mapping[str, float]] | None = None
         # The watched parameters of the scene playing (rebuilt when it changes:
         # every load gives the player a new inputs object).
@@ -189,10 +190,19 @@ class StatusReport:
             "frame": self.engine.frame,
             "last_error": status.get("last_error") or "",
         }
-        if self.model_outputs is not None:
-            snapshot["model"] = {
-                str(k): float(v) for k, v in self.model_outputs().items()
-            }
+        outputs = (
+            self.model_outputs()
+            if self.model_outputs is not None
+            else _model_outputs(self.player)
+        )
+        if outputs:
+            snapshot["model"] = {str(k): float(v) for k, v in outputs.items()}
         if self.extra is not None:
             self.extra(snapshot)
         return snapshot
+
+
+def _model_outputs(player: Any) -> Mapping[str, float]:
+    """The latest outputs of ``player``'s model loop ({} without one)."""
+    last_tick = getattr(getattr(player, "model", None), "last_tick", None)
+    return last_tick.outputs if last_tick is not None else {}

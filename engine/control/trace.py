@@ -160,10 +160,16 @@ class TraceRecorder:
         """Record one tick at engine ``frame``; returns the record written.
 
         ``inputs`` default to the player's input values; ``model_outputs`` to
-        none; ``targets`` to the targets in the engine's parameter rows. The
+        the model's latest tick (none without a model); ``targets`` to the
+        targets in the engine's parameter rows. The
         smoothed values are always read from the engine.
         """
         values = self.watch.read(self.engine)
+        if model_outputs is None:
+            # The model's latest outputs, when a model drives the scene.
+            last_tick = getattr(getattr(self.player, "model", None), "last_tick", None)
+            if last_tick is not None:
+                model_outputs = last_tick.outputs
         if inputs is None:
             player_inputs = getattr(self.player, "inputs", None)
             inputs = dict(player_inputs.values) if player_inputs is not None else {}

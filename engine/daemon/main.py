@@ -150,6 +150,7 @@ class Daemon:
         self.supervisor: Any = None
         self.view: Any = None
         self.surface: Any = None
+        self.model_thread: Any = None
         self._ceiling_dbtp: float | None = None
         self._remembered: str | None = None
         self._silent_since: float | None = None
@@ -335,6 +336,12 @@ class Daemon:
         )
         self.view = SupervisedOutput(self.supervisor)
         self.supervisor.start()
+        from engine.model.control_loop import ModelThread
+
+        # Scenes with a model (and those OSC loads later) adapt from here on.
+        self.model_thread = ModelThread(
+            self.player, resting=lambda: self.supervisor.paused
+        ).start()
         if config.osc_enabled:
             self._start_osc()
         deadline = time.monotonic() + READY_WAIT_S
@@ -500,6 +507,9 @@ class Daemon:
             self.surface.stop()
             self.surface = None
         osc_s = time.monotonic() - started
+        if self.model_thread is not None:
+            self.model_thread.stop()
+            self.model_thread = None
         if self.supervisor is not None:
             self.supervisor.stop(timeout_s=1.0)
         if self.player is not None:

@@ -20,8 +20,9 @@ or a list: one voice each), inputs (the name of another node of the layer, or
 ``name[i]`` for one channel) and options. Everything is checked against the node
 library itself, so the format always knows every node and parameter there is.
 
-Reserved for the issues that fill them: ``inputs`` (state variables),
-``model`` (the adaptive loop). States, triggers, textures and mappings come next.
+``inputs`` are state variables that parameters follow; ``model`` names an
+ONNX model whose outputs are bound to layer parameters by name (see
+engine/model/ and docs/models.md).
 
 Control thread only.
 """
@@ -342,6 +343,7 @@ def _check_scene(source: YamlSource, path: KeyPath, scene: dict[str, Any]) -> No
     _check_layers(source, (*path, "layers"), scene["layers"])
     _check_states(source, scene)
     _check_triggers(source, scene)
+    _check_model(source, scene)
     inputs = scene["inputs"]
     for layer_name, node_name, key, mapping in mappings(scene):
         where = ("layers", layer_name, "nodes", node_name, key)
@@ -720,15 +722,185 @@ SLEEP_TIMER = Record(
     doc="the scene fades to digital silence on its own",
 )
 
+# Model inputs may also read these clock sources (engine/model/control_loop.py).
+CLOCK_SOURCES = ("time_of_day_h", "minutes_since_start", "mode")
+
+BINDING = Record(
+    "binding",
+    {
+        "to": Text(
+            doc="layer.node.param, or layer.level: an offset in dB on the "
+            "layer's gain_db"
+        ),
+        "range": ListOf(
+            Number(),
+            min_items=2,
+            max_items=2,
+            doc="[at the output's minimum, at its maximum]; without it the "
+            "output's value is used as it is",
+        ),
+        "curve": Text(choices=("linear", "exp"), default="linear"),
+        "smoothing_ms": Number(
+            unit="ms",
+            minimum=0.0,
+            maximum=60_000.0,
+            default=1000.0,
+            doc="how the parameter glides to each new model output (time to -60 dB)",
+        ),
+    },
+    required=("to",),
+    doc="where a model output goes",
+)
+
 MODEL = Record(
     "model",
     {
         "file": Text(doc="ONNX model file, relative to the scene"),
-        "rate_hz": Number(unit="Hz", minimum=0.1, maximum=100.0, default=10.0),
-        "bindings": MapOf(Text(), default={}, doc="model output -> layer.node.param"),
+        "rate_hz": Number(
+            unit="Hz",
+            minimum=1.0,
+            maximum=60.0,
+            default=20.0,
+            doc="how often the model runs (a control thread, never the audio)",
+        ),
+        "inputs": MapOf(
+            Text(),
+            default={},
+            doc="model input -> a scene input, or clock.time_of_day_h, "
+            "clock.minutes_since_start, clock.mode; a model input not named "
+            "here reads the scene input or clock source of the same name",
+        ),
+        "bindings": MapOf(
+            Either(Either(Text(), BINDING), ListOf(Either(Text(), BINDING))),
+            default={},
+            doc="model output -> layer.node.param (or a binding, or a list)",
+        ),
     },
-    doc="reserved for the adaptive loop",
+    required=("file",),
+    doc="the adaptive loop: a model turns inputs into parameter targets",
 )
+
+
+def _check_model(source: YamlSource, scene: dict[str, Any]) -> None:
+    """Resolve the model file, check input sources and binding targets, and
+    normalise every binding to ``{to, layer, node, param, level, range,
+    curve, smoothing_ms}``."""
+    model = scene.get("model")
+    if model is None:
+        return
+    model["file"] = str(Path(source.file).parent / Path(model["file"]).expanduser())
+    inputs, layers = scene["inputs"], scene["layers"]
+    sources = [*inputs, *(f"clock.{c}" for c in CLOCK_SOURCES)]
+    for name, source_name in model["inputs"].items():
+        if source_name not in sources:
+            raise source.error(
+                ("model", "inputs", name),
+                f"no scene input or clock source {source_name!r}"
+                f"{did_you_mean(source_name, sources)} (sources: {', '.join(sources)})",
+            )
+    followed = {
+        (layer, node, param): m["from"] for layer, node, param, m in mappings(scene)
+    }
+    fired = {t["layer"] for t in scene["triggers"].values()}
+    bound: dict[str, str] = {}
+    types = _scene_node_types()
+    for output, value in model["bindings"].items():
+        items = value if isinstance(value, list) else [value]
+        normal = []
+        for i, item in enumerate(items):
+            where: KeyPath = ("model", "bindings", output)
+            if isinstance(value, list):
+                where = (*where, i)
+            binding = {"to": item} if isinstance(item, str) else dict(item)
+            binding.setdefault("curve", "linear")
+            binding.setdefault("smoothing_ms", 1000.0)
+            target = binding["to"]
+            parts = target.split(".")
+            layer_name = parts[0]
+            if len(parts) not in (2, 3) or (len(parts) == 2 and parts[1] != "level"):
+                raise source.error(
+                    where,
+                    f"expected layer.node.param or layer.level, got {target!r}",
+                )
+            if layer_name not in layers:
+                raise source.error(
+                    where, f"no layer {layer_name!r}{did_you_mean(layer_name, layers)}"
+                )
+            if target in bound:
+                raise source.error(
+                    where, f"{target} is already bound to output {bound[target]!r}"
+                )
+            bound[target] = output
+            if len(parts) == 2:
+                if layer_name in fired:
+                    raise source.error(
+                        where,
+                        f"layer {layer_name!r} is fired by a trigger, which sets "
+                        "its level; bind one of its node parameters instead",
+                    )
+                if "range" not in binding:
+                    raise source.error(
+                        where, "a level binding needs a range in dB: [low, high]"
+                    )
+                param = Param("gain_db", 0.0, "dB", -60.0, 24.0)
+                node_name, param_name = "level", "gain_db"
+            else:
+                node_name, param_name = parts[1], parts[2]
+                nodes = layers[layer_name]["nodes"]
+                if node_name not in nodes:
+                    raise source.error(
+                        where,
+                        f"layer {layer_name!r} has no node {node_name!r}"
+                        f"{did_you_mean(node_name, nodes)} (its nodes: "
+                        f"{', '.join(nodes)})",
+                    )
+                spec = types[nodes[node_name]["type"]]
+                found = _find_param(spec, param_name)
+                numeric = [q.name for q in spec.params if not q.choices]
+                if found is None or found.choices:
+                    raise source.error(
+                        where,
+                        f"{node_name} ({spec.name}) has no number parameter "
+                        f"{param_name!r}{did_you_mean(param_name, numeric)}",
+                    )
+                param = found
+                key = (layer_name, node_name, param_name)
+                if key in followed:
+                    raise source.error(
+                        where,
+                        f"{target} already follows input {followed[key]!r}; a "
+                        "parameter follows an input or a model output, not both",
+                    )
+            for k, y in enumerate(binding.get("range", [])):
+                Number(
+                    unit=param.unit, minimum=param.minimum, maximum=param.maximum
+                ).check(source, (*where, "range", k), y)
+            if binding["curve"] == "exp" and min(binding.get("range", [0.0])) <= 0.0:
+                raise source.error(where, "an exp curve needs a range above 0")
+            binding.update(
+                layer=layer_name,
+                node=node_name,
+                param=param_name,
+                level=len(parts) == 2,
+                minimum=param.minimum,
+                maximum=param.maximum,
+            )
+            normal.append(binding)
+        model["bindings"][output] = normal
+
+
+def model_smoothing(scene: dict[str, Any]) -> dict[tuple[str, str, str], float]:
+    """``(layer, node, param) -> smoothing_ms`` of every model-bound parameter
+    (a level binding is ``(layer, "level", "gain_db")``)."""
+    model = scene.get("model")
+    if model is None:
+        return {}
+    return {
+        (b["layer"], b["node"], b["param"]): b["smoothing_ms"]
+        for items in model["bindings"].values()
+        for b in items
+    }
+
 
 SCENE = Record(
     "scene",
@@ -879,6 +1051,7 @@ def _build_layer(
     layer_path: KeyPath = ("layers", layer_name)
     nodes: dict[str, Node] = {}
     pending = dict(layer["nodes"])
+    bound = model_smoothing(scene)
     # Add nodes once their inputs exist; what never resolves is a cycle.
     while pending:
         ready = [
@@ -914,6 +1087,9 @@ def _build_layer(
                     smoothing_ms[key] = follows["smoothing_ms"]
                 else:
                     settings[key] = value
+            for (bound_layer, bound_node, key), ms in bound.items():
+                if (bound_layer, bound_node) == (layer_name, name):
+                    smoothing_ms[key] = ms
             for key, smoothing in entry.get("smooth", {}).items():
                 if "time_ms" in smoothing:
                     smoothing_ms[key] = smoothing["time_ms"]
@@ -939,6 +1115,9 @@ def _build_layer(
             name=f"{copy_name}.level",
             gain_db=layer["gain_db"],
             level=state_level(scene, scene.get("initial_state"), layer_name),
+            smoothing_ms={
+                k[2]: ms for k, ms in bound.items() if k[:2] == (layer_name, "level")
+            },
         )
         if layer["pan"] != 0.0 or _randomises_pan(scene, layer_name):
             bus = graph.node("pan", bus, name=f"{copy_name}.pan", pan=layer["pan"])

@@ -41,7 +41,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,6 +63,9 @@ from engine.scenes.format import (
     state_level,
 )
 from engine.scenes.library import find_scene, scene_files
+
+if TYPE_CHECKING:
+    from engine.model.control_loop import ModelLoop, TickRecord
 
 # Loudness is measured over this much of an offline render, after the first
 # seconds (fade-in, reverb build-up) are skipped.
@@ -146,6 +149,7 @@ class _Loaded:
     trim_db: float
     digest: str
     state_trims_db: dict[str | None, float] = field(default_factory=dict)
+    model: ModelLoop | None = None
 
 
 def _print_error(message: str) -> None:
@@ -206,6 +210,12 @@ class ScenePlayer:
         self._origin = 0  # the frame the beat grid counts from
         self._watch_stop: threading.Event | None = None
         self._watched_mtime: float | None = None
+        # The adaptive loop of a scene with a model (engine/model/): ticked by
+        # a ModelThread live, or by render_with_model offline.
+        self.model: ModelLoop | None = None
+        self.model_listeners: list[Callable[[TickRecord], None]] = []
+        # Clock sources held fixed (offline renders: time_of_day_h).
+        self.model_clock: dict[str, float] = {}
 
     # Loading -------------------------------------------------------------------
 
@@ -256,7 +266,15 @@ class ScenePlayer:
         trim_db = trims[scene.get("initial_state")]
         trim = next(n for n in graph.nodes if n.name == TRIM_NODE)
         trim.values["gain_db"] = trim_db
-        return _Loaded(path, scene, self.engine.compile(graph), trim_db, digest, trims)
+        model = None
+        if scene.get("model") is not None:
+            # Opening the session takes milliseconds and holds the GIL: here,
+            # outside the lock, like compiling.
+            from engine.model.control_loop import ModelLoop
+
+            model = ModelLoop(self, scene, self.on_error)
+        program = self.engine.compile(graph)
+        return _Loaded(path, scene, program, trim_db, digest, trims, model)
 
     def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
         self.engine.load(loaded.program, fade_s=fade_s)
@@ -273,6 +291,12 @@ class ScenePlayer:
             self._origin = self.engine.frame
         self._watched_mtime = _mtime(loaded.path)
         self._plan_auto_fire()
+        previous, self.model = self.model, loaded.model
+        if self.model is not None:
+            self.model.start(self.engine.frame)
+            if keep_grid and previous is not None:
+                # A saved edit is the same session: the sleep clock runs on.
+                self.model.start_frame = previous.start_frame
 
     def _plan_auto_fire(self) -> None:
         self.engine.cancel(_AUTO_TAG)
@@ -625,6 +649,7 @@ class ScenePlayer:
                 "loudness_trim_db": round(self._loaded.trim_db, 2),
                 "frame": self.engine.frame,
                 "last_error": self.last_error,
+                "model": self.model.status() if self.model is not None else None,
             }
 
 

@@ -268,3 +268,20 @@ def test_play_traces_live_and_shows_the_monitor(jack_server, tmp_path):
     assert (frames[-1] - frames[0]) / (len(frames) - 1) > RATE * 0.05
     assert ticks[-1]["inputs"] == {"mood": 0.5}
     assert ticks[-1]["targets"][PARAM] == pytest.approx(0.25)
+
+
+def test_a_model_scene_traces_the_model_outputs_and_the_parameters_it_drives(
+    tmp_path, capsys
+):
+    trace = tmp_path / "forest.jsonl"
+    args = ["render", "forest", "--seconds", "1", "-q", "--set", "danger=0.9"]
+    args += ["-o", str(tmp_path / "f.wav"), "--trace", str(trace)]
+    assert main(args) == 0
+    header, ticks = load_trace(trace)
+    assert "dread.level" in header["params"]  # bound to the model's tension
+    late = ticks[-1]
+    assert set(late["model"]) == {"tension", "density", "brightness"}
+    assert 0.0 <= late["model"]["tension"] <= 1.0
+    # The level the model asked for is where the layer is heading.
+    assert late["targets"]["dread.level"] is not None
+    assert late["smoothed"]["dread.level"] is not None
