@@ -429,8 +429,9 @@ def _check_master(source: YamlSource, scene: dict[str, Any]) -> None:
                 raise source.error(
                     (*path, "by", j), f"layer {name!r} cannot duck itself"
                 )
-        if len(set(duck["by"])) != len(duck["by"]):
-            raise source.error((*path, "by"), "a layer is named twice")
+        twice = [key for j, key in enumerate(duck["by"]) if key in duck["by"][:j]]
+        if twice:
+            raise source.error((*path, "by"), f"layer {twice[0]!r} is named twice")
     senders = [name for name, layer in layers.items() if "send_db" in layer]
     if "reverb" in master and not senders:
         raise source.error(
