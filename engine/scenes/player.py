@@ -302,7 +302,7 @@ class ScenePlayer:
                     ]
                     input_trims[s][name] = (xs, ys)
         initial = scene.get("initial_state")
-        trim_db = trims[initial]
+        trim_db = trims.get(initial, 0.0)
         starts = {TRIM_NODE: trim_db}
         for name in held_inputs(scene):
             value = scene["inputs"][name]["default"]
