@@ -20,8 +20,12 @@ or a list: one voice each), inputs (the name of another node of the layer, or
 ``name[i]`` for one channel) and options. Everything is checked against the node
 library itself, so the format always knows every node and parameter there is.
 
-Reserved for the issues that fill them: ``inputs`` (state variables),
-``model`` (the adaptive loop). States, triggers, textures and mappings come next.
+Beyond layers: ``inputs`` with mappings, ``states``, ``triggers``, textures,
+and the master: a loudness target, ``duck`` (layers turned down while others
+sound, one ``duck`` node per ducked layer keyed by the others' sum) and
+``reverb`` (one reverb shared by the layers with a ``send_db``, which then
+leave out their texture's own room). ``model`` is reserved for the adaptive
+loop.
 
 Control thread only.
 """
