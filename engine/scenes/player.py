@@ -24,8 +24,12 @@ edit is reported through ``on_error`` while the old version keeps playing.
 Loudness: a scene's ``master.loudness_lufs`` is held by a trim gain measured
 when the scene loads, by rendering it offline for a while at its default inputs
 (ITU-R BS.1770 integrated loudness), once per state; a state change glides the
-trim with its fade. Measurements are cached on disk, so only the first start
-of a scene (or of an edited one) pays for them.
+trim with its fade. Each input that parameters follow is measured at the ends
+of its range too (per state, one input at a time), and a gain after the trim
+(``hold_<input>``) follows the input with the same smoothing, so a gale or a
+racing pulse does not make the scene louder (``master.hold_inputs: false``
+lets it). Measurements are cached on disk, so only the first start of a scene
+(or of an edited one) pays for them.
 
 Control thread only (any number of them: every method takes the player's lock).
 """
