@@ -1079,7 +1079,10 @@ TRIM_NODE = "trim"
 
 def build_graph(source: YamlSource, scene: dict[str, Any]) -> Graph:
     """The scene's graph: each layer's nodes (named ``layer.node``; a trigger's
-    layer once per voice), its level and pan, summed, then the scene's trim."""
+    layer once per voice), its level and pan (``layer.level``, ``layer.pan``),
+    a ``layer.duck`` where the master ducks it, a ``layer.send`` into the
+    shared ``reverb``; all summed, then the scene's trim and one
+    ``hold_<input>`` gain per held input (set by the player)."""
     graph = Graph()
     # Each layer copy's bus after its level and pan, before any ducking.
     faders: dict[str, list[Node]] = {}
