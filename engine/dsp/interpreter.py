@@ -14,6 +14,7 @@ import math
 
 from numba import njit
 
+from engine.dsp import kernels_dynamics as dyn
 from engine.dsp import kernels_eq as eq
 from engine.dsp import kernels_event as event
 from engine.dsp import kernels_filter as flt
@@ -74,6 +75,7 @@ _ADD = int(Op.ADD)
 _RING_MOD = int(Op.RING_MOD)
 _AM = int(Op.AM)
 _LIMITER = int(Op.LIMITER)
+_DUCK = int(Op.DUCK)
 _DUST = int(Op.DUST)
 _GRAINS = int(Op.GRAINS)
 _PULSE = int(Op.PULSE)
@@ -203,6 +205,8 @@ def run_nodes(instr, params, state, bufs, n_instr, sample_rate, n_frames):
             mixing.am(bufs, row, p0, p1, st, sample_rate, n_frames)
         elif op == _LIMITER:
             master.limiter(bufs, row, p0, p1, st, sample_rate, n_frames)
+        elif op == _DUCK:
+            dyn.duck(bufs, row, p0, p1, st, sample_rate, n_frames)
         elif op == _DUST:
             event.dust(bufs, row, p0, p1, st, sample_rate, n_frames)
         elif op == _GRAINS:

@@ -46,6 +46,8 @@ class Op(IntEnum):
     AM = 66
     # Master (kernels_master).
     LIMITER = 70
+    # Dynamics (kernels_dynamics).
+    DUCK = 75
     # Events (kernels_event) and the band equaliser (kernels_eq).
     DUST = 80
     GRAINS = 81

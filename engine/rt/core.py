@@ -34,6 +34,7 @@ from engine.dsp.layout import (
     P_MAX,
     P_MIN,
     P_SLEW,
+    P_SLEW_BASE,
     P_START,
     P_TARGET,
 )
@@ -110,8 +111,14 @@ def _apply_event(ring, index, slot0, slot1, master):
             return False
         target = min(max(target, params[P_MIN, column]), params[P_MAX, column])
         distance = abs(target - params[P_CURRENT, column])
-        # A tiny floor keeps the ramp a ramp (0 would mean "one-pole").
-        params[P_SLEW, column] = max(distance / value, 1e-300)
+        if distance == 0.0:
+            # Already there: the ramp is over before it starts, and the
+            # parameter's own contract rules again (a leftover slew would
+            # crawl towards every later target).
+            params[P_SLEW, column] = params[P_SLEW_BASE, column]
+        else:
+            # A tiny floor keeps the ramp a ramp (0 would mean "one-pole").
+            params[P_SLEW, column] = max(distance / value, 1e-300)
         return True
     if kind == EV_TRIGGER:
         value = params[P_GOOD, column] + 1.0

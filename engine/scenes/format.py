@@ -20,9 +20,12 @@ or a list: one voice each), inputs (the name of another node of the layer, or
 ``name[i]`` for one channel) and options. Everything is checked against the node
 library itself, so the format always knows every node and parameter there is.
 
-``inputs`` are state variables that parameters follow; ``model`` names an
-ONNX model whose outputs are bound to layer parameters by name (see
-engine/model/ and docs/models.md).
+Beyond layers: ``inputs`` with mappings, ``states``, ``triggers``, textures,
+and the master: a loudness target, ``duck`` (layers turned down while others
+sound, one ``duck`` node per ducked layer keyed by the others' sum) and
+``reverb`` (one reverb shared by the layers with a ``send_db``, which then
+leave out their texture's own room). ``model`` names an ONNX model whose
+outputs are bound to layer parameters by name (engine/model/, docs/models.md).
 
 Control thread only.
 """
@@ -256,6 +259,10 @@ def _expand_texture(source: YamlSource, path: KeyPath, layer: dict[str, Any]) ->
                 unit=spec.unit, minimum=spec.minimum, maximum=spec.maximum
             ).check(source, where, value)
     built, output = expand(texture.name, params)
+    if "send_db" in layer and built[output]["type"] == "reverb":
+        # The shared reverb replaces the texture's own room (one reverb for
+        # the scene instead of one per layer: the CPU is in the reverbs).
+        output = built.pop(output)["in"]
     nodes = {
         name: NodeEntry().check(source, (*path, "texture"), entry)
         for name, entry in built.items()
@@ -265,11 +272,17 @@ def _expand_texture(source: YamlSource, path: KeyPath, layer: dict[str, Any]) ->
         where = (*path, "set", key)
         node_name, _, param_name = key.partition(".")
         if node_name not in nodes:
+            shared = (
+                " (with send_db the layer uses the shared reverb, master.reverb, "
+                "instead of its own room)"
+                if "send_db" in layer and node_name == "room"
+                else ""
+            )
             raise source.error(
                 where,
                 f"expected node.param; texture {texture.name} has no node "
                 f"{node_name!r}{did_you_mean(node_name, nodes)} (its nodes: "
-                f"{', '.join(nodes)})",
+                f"{', '.join(nodes)}){shared}",
             )
         spec = types[nodes[node_name]["type"]]
         param = _find_param(spec, param_name)
@@ -344,6 +357,7 @@ def _check_scene(source: YamlSource, path: KeyPath, scene: dict[str, Any]) -> No
     _check_states(source, scene)
     _check_triggers(source, scene)
     _check_model(source, scene)
+    _check_master(source, scene)
     inputs = scene["inputs"]
     for layer_name, node_name, key, mapping in mappings(scene):
         where = ("layers", layer_name, "nodes", node_name, key)
@@ -391,6 +405,44 @@ def _check_states(source: YamlSource, scene: dict[str, Any]) -> None:
         )
     if initial is None and states:
         scene["initial_state"] = next(iter(states))
+
+
+def _check_master(source: YamlSource, scene: dict[str, Any]) -> None:
+    layers = scene["layers"]
+    master = scene.get("master", {})
+    ducked: dict[str, int] = {}
+    for i, duck in enumerate(master.get("duck", [])):
+        path: KeyPath = ("master", "duck", i)
+        name = duck["layer"]
+        if name not in layers:
+            raise source.error(
+                (*path, "layer"), f"no layer {name!r}{did_you_mean(name, layers)}"
+            )
+        if name in ducked:
+            raise source.error(
+                (*path, "layer"),
+                f"layer {name!r} is already ducked by master.duck[{ducked[name]}]; "
+                "list all the layers that duck it in one 'by'",
+            )
+        ducked[name] = i
+        for j, key in enumerate(duck["by"]):
+            if key not in layers:
+                raise source.error(
+                    (*path, "by", j), f"no layer {key!r}{did_you_mean(key, layers)}"
+                )
+            if key == name:
+                raise source.error(
+                    (*path, "by", j), f"layer {name!r} cannot duck itself"
+                )
+        twice = [key for j, key in enumerate(duck["by"]) if key in duck["by"][:j]]
+        if twice:
+            raise source.error((*path, "by"), f"layer {twice[0]!r} is named twice")
+    senders = [name for name, layer in layers.items() if "send_db" in layer]
+    if "reverb" in master and not senders:
+        raise source.error(
+            ("master", "reverb"),
+            "no layer sends to the shared reverb; give layers a send_db",
+        )
 
 
 def firing_nodes(layer: dict[str, Any]) -> list[str]:
@@ -674,6 +726,13 @@ LAYER = Record(
             "leave a stereo layer at 0",
         ),
         "muted": Flag(default=False),
+        "send_db": Number(
+            unit="dB",
+            minimum=-60.0,
+            maximum=12.0,
+            doc="send to the scene's shared reverb (master.reverb); a texture "
+            "layer with a send leaves out its own room",
+        ),
     },
     doc="a sound of the scene: a texture, or a small graph of nodes",
     extra_check=_check_layer,
@@ -693,6 +752,64 @@ INPUT = Record(
     extra_check=_check_input,
 )
 
+DUCK = Record(
+    "duck",
+    {
+        "layer": Text(doc="the layer that goes down"),
+        "by": ListOf(
+            Text(),
+            min_items=1,
+            max_items=16,
+            doc="the layers that push it down while they sound",
+        ),
+        "depth_db": Number(
+            unit="dB", minimum=0.0, maximum=60.0, default=9.0, doc="how far down"
+        ),
+        "threshold_db": Number(
+            unit="dBFS",
+            minimum=-100.0,
+            maximum=0.0,
+            default=-50.0,
+            doc="the key layers count as sounding above this level",
+        ),
+        "attack_ms": Number(
+            unit="ms",
+            minimum=0.1,
+            maximum=10_000.0,
+            default=10.0,
+            doc="time constant of the glide down",
+        ),
+        "release_ms": Number(
+            unit="ms",
+            minimum=1.0,
+            maximum=30_000.0,
+            default=400.0,
+            doc="time constant of the glide back up",
+        ),
+        "hold_ms": Number(
+            unit="ms",
+            minimum=0.0,
+            maximum=10_000.0,
+            default=60.0,
+            doc="how long a key still counts after its last loud sample",
+        ),
+    },
+    required=("layer", "by"),
+    doc="a layer ducked (turned down) while other layers sound",
+)
+
+SHARED_REVERB = Record(
+    "reverb",
+    {
+        "decay_s": Number(unit="s", minimum=0.1, maximum=30.0, default=2.5),
+        "damping_hz": Number(unit="Hz", minimum=200.0, maximum=20000.0, default=6000.0),
+        "size": Number(minimum=0.0, maximum=1.0, default=0.8),
+        "predelay_ms": Number(unit="ms", minimum=0.0, maximum=500.0, default=20.0),
+        "width": Number(minimum=0.0, maximum=1.0, default=1.0),
+    },
+    doc="one reverb that layers with a send_db share (instead of one each)",
+)
+
 MASTER = Record(
     "master",
     {
@@ -700,6 +817,14 @@ MASTER = Record(
             unit="LUFS", minimum=-40.0, maximum=-10.0, default=-23.0
         ),
         "ceiling_dbtp": Number(unit="dBTP", minimum=-12.0, maximum=0.0, default=-1.0),
+        "hold_inputs": Flag(
+            default=True,
+            doc="hold the loudness target across the inputs' ranges too (the "
+            "player measures each input's effect and compensates); false lets "
+            "an input make the scene louder",
+        ),
+        "duck": ListOf(DUCK, max_items=64, default=[], doc="ducking of layers"),
+        "reverb": SHARED_REVERB,
     },
     doc="the master bus",
 )
@@ -1132,18 +1257,94 @@ TRIM_NODE = "trim"
 
 def build_graph(source: YamlSource, scene: dict[str, Any]) -> Graph:
     """The scene's graph: each layer's nodes (named ``layer.node``; a trigger's
-    layer once per voice), its level and pan, summed, then the scene's trim."""
+    layer once per voice), its level and pan (``layer.level``, ``layer.pan``),
+    a ``layer.duck`` where the master ducks it, a ``layer.send`` into the
+    shared ``reverb``; all summed, then the scene's trim and one
+    ``hold_<input>`` gain per held input (set by the player)."""
     graph = Graph()
-    buses: list[Node] = []
+    # Each layer copy's bus after its level and pan, before any ducking.
+    faders: dict[str, list[Node]] = {}
     for layer_name, layer in scene["layers"].items():
         if layer["muted"]:
             continue
-        for copy_name in layer_copies(scene, layer_name):
-            buses.append(_build_layer(graph, source, scene, layer_name, copy_name))
-    if not buses:
+        faders[layer_name] = [
+            _build_layer(graph, source, scene, layer_name, copy_name)
+            for copy_name in layer_copies(scene, layer_name)
+        ]
+    if not faders:
         raise source.error(("layers",), "every layer is muted")
-    total: Node = buses[0]
-    for k in range(1, len(buses), 3):
-        total = graph.node("add", total, *buses[k : k + 3], name=f"bus_{k // 3}")
-    graph.output(graph.node("gain", total, name=TRIM_NODE))
+    master = scene.get("master", {})
+    buses = dict(faders)
+    for duck in master.get("duck", []):
+        keys = [bus for name in duck["by"] for bus in faders.get(name, [])]
+        if duck["layer"] not in faders or not keys:
+            continue  # muted: nothing to duck, or nothing ducks it
+        # Keys come from the faders, before ducking: layers may duck each other.
+        key = _sum(graph, keys, f"{duck['layer']}.duck_key")
+        settings = {k: v for k, v in duck.items() if k not in ("layer", "by")}
+        buses[duck["layer"]] = [
+            graph.node("duck", bus, key, name=f"{_copy_of(bus)}.duck", **settings)
+            for bus in faders[duck["layer"]]
+        ]
+    sends = [
+        graph.node(
+            "gain",
+            bus,
+            name=f"{_copy_of(bus)}.send",
+            gain_db=scene["layers"][name]["send_db"],
+        )
+        for name, layer_buses in buses.items()
+        if "send_db" in scene["layers"][name]
+        for bus in layer_buses
+    ]
+    everything = [bus for layer_buses in buses.values() for bus in layer_buses]
+    if sends:
+        room = master.get("reverb") or SHARED_REVERB.check(source, (), {})
+        everything.append(
+            graph.node(
+                "reverb",
+                _sum(graph, sends, "reverb_send"),
+                name=SHARED_REVERB_NODE,
+                mix=1.0,
+                **room,
+            )
+        )
+    total = _sum(graph, everything, "bus")
+    out = graph.node("gain", total, name=TRIM_NODE)
+    for name in held_inputs(scene):
+        # Glides as the parameters that follow the input do.
+        smoothing = {"gain_db": scene["inputs"][name]["smoothing_ms"]}
+        out = graph.node("gain", out, name=hold_node(name), smoothing_ms=smoothing)
+    graph.output(out)
     return graph
+
+
+def held_inputs(scene: dict[str, Any]) -> list[str]:
+    """Inputs whose effect on loudness the player compensates: those that
+    some parameter follows, unless ``master.hold_inputs`` is false."""
+    if not scene.get("master", {}).get("hold_inputs", True):
+        return []
+    followed = {mapping["from"] for *_, mapping in mappings(scene)}
+    return [name for name in scene["inputs"] if name in followed]
+
+
+def hold_node(input_name: str) -> str:
+    """The gain node that holds loudness while ``input_name`` moves."""
+    return f"hold_{input_name}"
+
+
+# The scene's shared send reverb (master.reverb, fed by the layers' send_db).
+SHARED_REVERB_NODE = "reverb"
+
+
+def _copy_of(bus: Node) -> str:
+    """The layer copy a bus node belongs to (``thunder~2.level``: ``thunder~2``)."""
+    return bus.name.rsplit(".", 1)[0]
+
+
+def _sum(graph: Graph, signals: list[Node], name: str) -> Node:
+    """One bus of ``signals`` through a chain of four-input adds."""
+    total = signals[0]
+    for k in range(1, len(signals), 3):
+        total = graph.node("add", total, *signals[k : k + 3], name=f"{name}_{k // 3}")
+    return total

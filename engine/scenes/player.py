@@ -24,8 +24,12 @@ edit is reported through ``on_error`` while the old version keeps playing.
 Loudness: a scene's ``master.loudness_lufs`` is held by a trim gain measured
 when the scene loads, by rendering it offline for a while at its default inputs
 (ITU-R BS.1770 integrated loudness), once per state; a state change glides the
-trim with its fade. Measurements are cached on disk, so only the first start
-of a scene (or of an edited one) pays for them.
+trim with its fade. Each input that parameters follow is measured at the ends
+of its range too (per state, one input at a time), and a gain after the trim
+(``hold_<input>``) follows the input with the same smoothing, so a gale or a
+racing pulse does not make the scene louder (``master.hold_inputs: false``
+lets it). Measurements are cached on disk, so only the first start of a scene
+(or of an edited one) pays for them.
 
 Control thread only (any number of them: every method takes the player's lock).
 """
@@ -58,6 +62,8 @@ from engine.scenes.errors import SceneError
 from engine.scenes.format import (
     TRIM_NODE,
     firing_nodes,
+    held_inputs,
+    hold_node,
     layer_copies,
     load_scene_file,
     state_level,
@@ -149,7 +155,26 @@ class _Loaded:
     trim_db: float
     digest: str
     state_trims_db: dict[str | None, float] = field(default_factory=dict)
+    # Per state and held input: (input values, gain in dB that holds the
+    # loudness there), straight lines between.
+    input_trims_db: dict[str | None, dict[str, tuple[list[float], list[float]]]] = (
+        field(default_factory=dict)
+    )
     model: ModelLoop | None = None
+
+    def hold_db(self, state: str | None, name: str, value: float) -> float:
+        """The gain that holds the loudness with input ``name`` at ``value``."""
+        return _hold_db(self.input_trims_db, state, name, value)
+
+
+def _hold_db(
+    input_trims: dict[str | None, dict[str, tuple[list[float], list[float]]]],
+    state: str | None,
+    name: str,
+    value: float,
+) -> float:
+    xs, ys = input_trims.get(state, {}).get(name, ([0.0], [0.0]))
+    return float(np.interp(value, xs, ys))
 
 
 def _print_error(message: str) -> None:
@@ -226,18 +251,25 @@ class ScenePlayer:
         return self._loaded.scene
 
     def _trim_for(
-        self, path: Path, digest: str, scene: dict[str, Any], state: str | None
+        self,
+        path: Path,
+        digest: str,
+        scene: dict[str, Any],
+        state: str | None,
+        inputs: Mapping[str, float] | None = None,
     ) -> float:
-        """The trim that brings the scene, as written (default inputs), in
-        ``state`` to its loudness target; measured once, then cached."""
+        """The trim that brings the scene, as written (default inputs, or
+        ``inputs``), in ``state`` to its loudness target; measured once, then
+        cached."""
+        moved = "".join(f",{k}={v!r}" for k, v in sorted((inputs or {}).items()))
         key = (
-            f"{digest}:{state}:{self.engine.sample_rate}:{self.engine.seed}:"
+            f"{digest}:{state}{moved}:{self.engine.sample_rate}:{self.engine.seed}:"
             f"{sources_digest()[:16]}"
         )
         trim = _trim_cache.get(key)
         if trim is None:
             measured = measure_loudness(
-                self.engine, load_scene_file(path, None, state)[1]
+                self.engine, load_scene_file(path, inputs, state)[1]
             )
             target = scene["master"]["loudness_lufs"]
             trim = (
@@ -259,13 +291,39 @@ class ScenePlayer:
         # Each state is held to the target on its own (a combat state has more
         # layers than explore, not more loudness), measured as written so that
         # a reload in the middle of a game does not move the trims.
-        states = list(scene["states"]) or [None]
-        trims = {s: 0.0 for s in states}
+        trims: dict[str | None, float] = {None: 0.0}
+        input_trims: dict[str | None, dict[str, tuple[list[float], list[float]]]] = {}
         if self.hold_loudness:
+            states = list(scene["states"]) or [None]
             trims = {s: self._trim_for(path, digest, scene, s) for s in states}
-        trim_db = trims[scene.get("initial_state")]
-        trim = next(n for n in graph.nodes if n.name == TRIM_NODE)
-        trim.values["gain_db"] = trim_db
+            # An input that makes the scene louder (a gale, a racing pulse) is
+            # held too: measured at each end of its range, one at a time, and
+            # compensated in between (the effects of several inputs add up in
+            # dB, near enough: forest measured within 0.6 dB).
+            held = held_inputs(scene)
+            written = load_scene_file(path)[0]["inputs"] if input_values else {}
+            for s in states:
+                input_trims[s] = {}
+                for name in held:
+                    spec = (written or scene["inputs"])[name]
+                    xs = sorted({spec["minimum"], spec["default"], spec["maximum"]})
+                    ys = [
+                        0.0
+                        if x == spec["default"]
+                        else self._trim_for(path, digest, scene, s, {name: x})
+                        - trims[s]
+                        for x in xs
+                    ]
+                    input_trims[s][name] = (xs, ys)
+        initial = scene.get("initial_state")
+        trim_db = trims.get(initial, 0.0)
+        starts = {TRIM_NODE: trim_db}
+        for name in held_inputs(scene):
+            value = scene["inputs"][name]["default"]
+            starts[hold_node(name)] = _hold_db(input_trims, initial, name, value)
+        for node in graph.nodes:
+            if node.name in starts:
+                node.values["gain_db"] = starts[node.name]
         model = None
         if scene.get("model") is not None:
             # Opening the session takes milliseconds and holds the GIL: here,
@@ -274,7 +332,7 @@ class ScenePlayer:
 
             model = ModelLoop(self, scene, self.on_error)
         program = self.engine.compile(graph)
-        return _Loaded(path, scene, program, trim_db, digest, trims, model)
+        return _Loaded(path, scene, program, trim_db, digest, trims, input_trims, model)
 
     def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
         self.engine.load(loaded.program, fade_s=fade_s)
@@ -411,7 +469,12 @@ class ScenePlayer:
         with self._lock:
             if self.inputs is None:
                 raise ValueError("no scene loaded")
-            return self.inputs.set(name, value, frame)
+            used = self.inputs.set(name, value, frame)
+            assert self._loaded is not None
+            if name in self._loaded.input_trims_db.get(self.state, {}):
+                hold = self._loaded.hold_db(self.state, name, used)
+                self.engine.schedule(frame, hold_node(name), "gain_db", hold, EV_SET)
+            return used
 
     def _beat_frames(self) -> float:
         return 60.0 / self.scene["tempo_bpm"] * self.engine.sample_rate
@@ -450,6 +513,14 @@ class ScenePlayer:
                     )
             trim_db = self._loaded.state_trims_db.get(name, self._loaded.trim_db)
             self.engine.ramp(TRIM_NODE, "gain_db", trim_db, state["fade_s"], frame=at)
+            assert self.inputs is not None
+            for input_name in self._loaded.input_trims_db.get(name, {}):
+                hold = self._loaded.hold_db(
+                    name, input_name, self.inputs.values[input_name]
+                )
+                self.engine.ramp(
+                    hold_node(input_name), "gain_db", hold, state["fade_s"], frame=at
+                )
             self._loaded.trim_db = trim_db
             self.state = name
             return at

@@ -236,6 +236,21 @@ def test_timed_ramp_is_a_straight_line_that_lands_on_its_frame() -> None:
     assert np.all(steps < 0) and abs(steps[1] / steps[0] - steps[2] / steps[1]) < 1e-9
 
 
+def test_a_ramp_to_where_the_parameter_is_leaves_no_slew_behind() -> None:
+    # A state change ramps every layer, also those already at their level; a
+    # leftover slew made the next plain change crawl for ever.
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(440.0, 0.1))
+    engine.render(RATE // 10)
+    engine.ramp("tone", "amplitude", 0.1, 0.5)
+    engine.render(RATE // 10)
+    ref = engine.current.param("tone", "amplitude")
+    assert engine.current.params[P_SLEW, ref.column] == 0.0
+    engine.set("tone", "amplitude", 0.3)
+    values = _trajectory(engine, "tone", "amplitude", 100, 48)
+    assert values[-1] == pytest.approx(0.3, abs=1e-6)
+
+
 def test_level_ramp_fades_to_exact_digital_silence() -> None:
     engine = Engine(sample_rate=RATE)
     g = Graph()

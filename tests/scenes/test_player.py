@@ -250,3 +250,76 @@ def test_a_player_that_does_not_hold_loudness_starts_in_the_initial_state(
     assert peak_hz(player.engine.render(RATE // 2)[:, 0]) == pytest.approx(
         440.0, abs=2.0
     )
+
+
+DUCKED = """\
+name: ducked
+description: a tone ducked by a one-shot, and an input that makes it louder
+inputs:
+  level: {minimum: 0, maximum: 1, default: 0, smoothing_ms: 50}
+layers:
+  bed:
+    nodes:
+      tone:
+        type: sine
+        frequency_hz: 2000
+        amplitude: {from: level, to: [0.05, 0.4], curve: exp}
+    output: tone
+  boom:
+    nodes:
+      body: {type: sine, frequency_hz: 200, amplitude: 0.3}
+      env: {type: ar, attack_ms: 10, release_ms: 1500}
+      out: {type: ring_mod, a: body, b: env}
+    output: out
+triggers:
+  boom: {layer: boom}
+master:
+  loudness_lufs: -24
+  duck:
+    - {layer: bed, by: [boom], depth_db: 12, attack_ms: 50, release_ms: 100,
+       threshold_db: -50, hold_ms: 20}
+"""
+
+
+def test_a_layer_is_ducked_while_a_trigger_sounds(tmp_path: Path) -> None:
+    path = tmp_path / "ducked.yaml"
+    path.write_text(DUCKED)
+    engine = Engine(sample_rate=RATE, seed=5)
+    player = ScenePlayer(engine, hold_loudness=False)
+    player.load(path, fade_s=0.0)
+    before = tone_level(engine.render(RATE // 2)[:, 0], 2000.0, 480)[-10:].mean()
+    assert before == pytest.approx(0.05, rel=0.02)
+    player.fire("boom")
+    x = engine.render(3 * RATE)[:, 0]
+    bed = tone_level(x, 2000.0, 480)  # 10 ms windows
+    # Fully down (12 dB) once the attack is over (five time constants), for as
+    # long as the boom is above -50 dBFS (its release gets there after 1 s).
+    down = bed[26:90] / before
+    assert np.allclose(down, 10 ** (-12 / 20), rtol=0.03)
+    # Back to the full level once the boom is gone and the release is done.
+    assert bed[-20:].mean() == pytest.approx(before, rel=0.02)
+    assert find_clicks(x, RATE).size == 0  # neither the duck nor its release
+
+
+def test_loudness_is_held_across_an_input_unless_the_scene_lets_it_rise(
+    tmp_path: Path,
+) -> None:
+    levels = {}
+    for hold in ("true", "false"):
+        path = tmp_path / f"hold-{hold}.yaml"
+        path.write_text(DUCKED + f"  hold_inputs: {hold}\n")
+        engine = Engine(sample_rate=RATE, seed=5)
+        player = ScenePlayer(engine)
+        player.load(path, fade_s=0.0)
+        engine.render(RATE)
+        quiet = integrated_loudness_lufs(engine.render(2 * RATE), RATE)
+        player.set_input("level", 1.0)  # the tone 18 dB up
+        engine.render(RATE)
+        loud = integrated_loudness_lufs(engine.render(2 * RATE), RATE)
+        levels[hold] = (quiet, loud)
+    quiet, loud = levels["true"]
+    assert quiet == pytest.approx(-24.0, abs=0.5)
+    assert loud == pytest.approx(-24.0, abs=0.5)
+    quiet, loud = levels["false"]
+    assert quiet == pytest.approx(-24.0, abs=0.5)
+    assert loud - quiet == pytest.approx(18.0, abs=0.5)

@@ -1,0 +1,100 @@
+"""The scene player on a live stream (JACK dummy server, the real @cfunc
+callback): a scene switch, a saved edit (hot reload) and a broken edit, while
+playing, without an underflow after the warm-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine.rt.engine import Engine
+from engine.rt.live import LivePlayer
+from engine.rt.stats import host_steal_ms
+from engine.scenes.library import find_scene
+from engine.scenes.player import ScenePlayer
+
+RATE = 48000
+STRICT_RT = os.environ.get("SOUNDSCAPE_STRICT_RT") == "1"
+MAX_UNDERFLOW_RATIO = 0.0 if STRICT_RT else 0.01  # underflows / callbacks
+BLOCK = 128
+WARMUP_S = 0.5
+GAME = Path(__file__).parent / "data" / "game.yaml"
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _switch_and_reload(tmp_path: Path) -> tuple[int, int, float, list[str]]:
+    """One run: (callbacks, underflows, host steal ms, errors reported)."""
+    tmp_path.mkdir()
+    rain = tmp_path / "rain.yaml"
+    rain.write_text(find_scene("rain").read_text())
+    errors: list[str] = []
+    engine = Engine(sample_rate=RATE, seed=3)
+    # Loudness trims are measured by offline renders (seconds for an edited
+    # file, tests/scenes/test_player.py covers them); here only the switch.
+    player = ScenePlayer(
+        engine, lookahead_s=0.05, hold_loudness=False, on_error=errors.append
+    )
+    player.load(GAME)
+    live = LivePlayer(engine, block_size=BLOCK)
+    live.start()
+    try:
+        time.sleep(WARMUP_S)
+        steal_before = host_steal_ms()
+        warm = live.snapshot()
+        fades = engine.fades_done
+        player.load(rain, fade_s=1.0)  # scene switch: measured, compiled, faded
+        assert _wait(lambda: engine.fades_done > fades)
+        player.set_input("intensity", 0.9)
+        player.watch(interval_s=0.1)
+        # A saved edit crossfades in (the watcher measures and compiles it).
+        time.sleep(0.3)
+        rain.write_text(rain.read_text().replace("gain_db: -10", "gain_db: -14"))
+        assert _wait(lambda: engine.fades_done > fades + 1)
+        assert player.scene["layers"]["roof"]["gain_db"] == -14
+        # A broken edit is reported and the edited version keeps playing.
+        time.sleep(0.3)
+        rain.write_text(rain.read_text().replace("texture: rain", "texture: rian"))
+        assert _wait(lambda: bool(errors))
+        time.sleep(0.5)
+        end = live.snapshot()
+        player.stop_watching()
+    finally:
+        live.stop()
+    run = end.since(warm)
+    assert run.frames_mismatches == 0
+    assert player.status()["scene"] == "rain"
+    return run.callbacks, run.output_underflows, host_steal_ms() - steal_before, errors
+
+
+def test_scene_switch_and_hot_reload_while_playing_live(
+    jack_server: str, tmp_path: Path
+) -> None:
+    runs = []
+    # With SOUNDSCAPE_STRICT_RT=1 (bare metal) the bar is 0 underflows. On
+    # the nested 2-vCPU CI VM an idle jackd dummy with nothing to switch loses
+    # a callback every few seconds (measured: 1 in 2 of 3 s windows), so there
+    # the bar is tests/rt/test_live.py's: at most 1 % of the callbacks, and a
+    # run over it is tried once more. A callback that waited for the loader
+    # (a lock, the GIL, a compile) would lose dozens in a row and still fail.
+    for attempt in range(2):
+        callbacks, underflows, steal_ms, errors = _switch_and_reload(
+            tmp_path / str(attempt)
+        )
+        assert len(errors) == 1 and "did you mean 'rain'" in errors[0], errors
+        assert callbacks > 100
+        runs.append((callbacks, underflows, round(steal_ms, 1)))
+        if underflows <= MAX_UNDERFLOW_RATIO * callbacks:
+            return
+    pytest.fail(f"(callbacks, underflows, host steal ms): {runs}")
