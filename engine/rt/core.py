@@ -38,18 +38,20 @@ from engine.dsp.layout import (
     P_TARGET,
 )
 from engine.rt.ring import (
+    EV_DONE,
     EV_GENERATION,
     EV_INDEX,
     EV_KIND,
     EV_RAMP,
     EV_SET,
     EV_SET_NOW,
+    EV_TIME,
     EV_TRIGGER,
     EV_VALUE,
     NO_EVENT,
-    ring_peek_time,
-    ring_pop,
-    ring_release,
+    RING_READ,
+    RING_WRITE,
+    ring_release_done,
 )
 
 # ctl fields.
@@ -126,6 +128,34 @@ def _apply_event(ring, index, slot0, slot1, master):
     elif kind != EV_SET:
         return False
     return True
+
+
+@njit(**JIT_INLINE)
+def _apply_due(ring, ring_pos, now, block_start, ctl, slot0, slot1, master):
+    """Apply every unread event due at or before frame ``now`` (in the order
+    pushed) and mark it done; return the frame of the next one not yet due,
+    or ``NO_EVENT``. One pass over the unread records: they need not be in
+    time order (see engine.rt.ring)."""
+    mask = ring.shape[0] - 1
+    write = ring_pos[RING_WRITE]
+    next_due = NO_EVENT
+    for position in range(ring_pos[RING_READ], write):
+        index = position & mask
+        if ring[index, EV_KIND] == EV_DONE:
+            continue
+        due = np.int64(ring[index, EV_TIME])
+        if due > now:
+            next_due = min(next_due, due)
+            continue
+        if 0 <= due < block_start:
+            ctl[C_EVENTS_LATE] += 1
+        if _apply_event(ring, index, slot0, slot1, master):
+            ctl[C_EVENTS_APPLIED] += 1
+        else:
+            ctl[C_EVENTS_ORPHANED] += 1
+        ring[index, EV_KIND] = EV_DONE
+    ring_release_done(ring, ring_pos)
+    return next_due
 
 
 @njit(**JIT_INLINE)
@@ -220,19 +250,11 @@ def render_block(
     max_segment = min(slot0[3].shape[1], slot1[3].shape[1], master[3].shape[1])
     pos = 0
     while pos < n_frames:
-        # Events due at or before this frame apply now.
-        while True:
-            due = ring_peek_time(ring, ring_pos)
-            if due == NO_EVENT or due > block_start + pos:
-                break
-            if 0 <= due < block_start:
-                ctl[C_EVENTS_LATE] += 1
-            index = ring_pop(ring, ring_pos)
-            if _apply_event(ring, index, slot0, slot1, master):
-                ctl[C_EVENTS_APPLIED] += 1
-            else:
-                ctl[C_EVENTS_ORPHANED] += 1
-            ring_release(ring_pos)
+        # Events due at or before this frame apply now; the block splits at
+        # the next one due.
+        due = _apply_due(
+            ring, ring_pos, block_start + pos, block_start, ctl, slot0, slot1, master
+        )
         end = n_frames
         if due != NO_EVENT and due - block_start < end:
             end = due - block_start

@@ -1,15 +1,23 @@
 """Single-producer, single-consumer ring of timed events in shared arrays.
 
 The control thread pushes fixed-size float64 records ``[time, kind, generation,
-index, value]``; the audio thread drains those due in the current block and applies
-each at its exact frame. Two int64 counters publish progress: the writer fills a
-record and then advances ``write``; the reader advances ``read`` after applying.
-Neither side ever waits for the other.
+index, value]``; the audio thread applies each at its exact frame. Two int64
+counters publish progress: the writer fills a record and then advances ``write``;
+the reader advances ``read`` past records it has applied. Neither side ever waits
+for the other.
 
-Events must be pushed in time order (the scheduler upstream sorts them): the audio
-thread stops at the first record that is not yet due.
+Records need not arrive in time order. Every block the audio thread looks at all
+unread records (``engine.rt.core``): it applies those due, marks them ``EV_DONE`` in
+place, and finds the next one due, so an immediate message pushed behind an
+event timed 150 ms ahead lands in the next block instead of waiting behind it.
+Records due at the same frame apply in the order they were pushed (a ramp
+follows the set that names its target). ``read`` moves over the applied head
+only: a record waiting for its frame holds the slots after it, so the ring must
+hold every event within the pump's horizon (4096 records, 200 ms: 20,000
+events a second).
 
-Audio thread: ``ring_peek_time``/``ring_pop`` yes; :class:`EventRing` methods no.
+Audio thread: ``ring_release_done`` yes; :class:`EventRing`
+methods no.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ EV_VALUE = 4
 EV_WIDTH = 5
 
 # Event kinds.
+EV_DONE = 0  # written by the audio thread over a record it has applied
 EV_SET = 1  # set a parameter target; the value glides per its smoothing
 EV_SET_NOW = 2  # set a parameter and jump to it at this frame
 EV_TRIGGER = 3  # add 1 to a counter parameter (fires ar envelopes, triggers)
@@ -45,23 +54,15 @@ NO_EVENT = np.iinfo(np.int64).max
 
 
 @njit(**JIT)
-def ring_peek_time(ring, ring_pos):
-    """Frame of the oldest unread event, or ``NO_EVENT``."""
+def ring_release_done(ring, ring_pos):
+    """Move ``read`` past the applied records at the head, freeing their slots
+    for the writer."""
+    mask = ring.shape[0] - 1
     read = ring_pos[RING_READ]
-    if read >= ring_pos[RING_WRITE]:
-        return NO_EVENT
-    return np.int64(ring[read & (ring.shape[0] - 1), EV_TIME])
-
-
-@njit(**JIT)
-def ring_pop(ring, ring_pos):
-    """Index of the oldest unread record; call ``ring_release`` after using it."""
-    return ring_pos[RING_READ] & (ring.shape[0] - 1)
-
-
-@njit(**JIT)
-def ring_release(ring_pos):
-    ring_pos[RING_READ] += 1
+    write = ring_pos[RING_WRITE]
+    while read < write and ring[read & mask, EV_KIND] == EV_DONE:
+        read += 1
+    ring_pos[RING_READ] = read
 
 
 class RingFull(RuntimeError):
