@@ -329,29 +329,47 @@ class ScenePlayer:
         with self._lock:
             if self._loaded is None:
                 return False
-            path = self._loaded.path
-            inputs = self.inputs.values if self.inputs is not None else {}
-            try:
-                loaded = self._prepare(path, None, None)
-                kept = {
-                    name: min(max(value, spec["minimum"]), spec["maximum"])
-                    for name, value in inputs.items()
-                    if (spec := loaded.scene["inputs"].get(name)) is not None
-                }
-                state = self.state if self.state in loaded.scene["states"] else None
-                if kept or state is not None:
-                    loaded = self._prepare(path, kept, state)
-            except (SceneError, ValueError, OSError) as error:
+            playing = self._loaded
+            path = playing.path
+            inputs = dict(self.inputs.values) if self.inputs is not None else {}
+            state = self.state
+        # Compiling and measuring loudness take up to seconds: outside the
+        # lock, so OSC and the model loop keep setting inputs meanwhile.
+        try:
+            loaded = self._prepare(path, None, None)
+            kept = {
+                name: min(max(value, spec["minimum"]), spec["maximum"])
+                for name, value in inputs.items()
+                if (spec := loaded.scene["inputs"].get(name)) is not None
+            }
+            if state not in loaded.scene["states"]:
+                state = None
+            if kept or state is not None:
+                loaded = self._prepare(path, kept, state)
+        except (SceneError, ValueError, OSError) as error:
+            with self._lock:
                 self._watched_mtime = _mtime(path)
                 self.last_error = f"{path}: kept the playing version: {error}"
-                self.on_error(self.last_error)
-                return False
+            self.on_error(self.last_error)
+            return False
+        with self._lock:
+            if self._loaded is not playing:
+                return False  # another scene was loaded meanwhile: it stays
+            # Inputs set while the new version compiled carry over too.
+            moved = {
+                name: value
+                for name, value in (self.inputs.values if self.inputs else {}).items()
+                if name in kept and value != inputs.get(name)
+            }
             try:
                 self._install(loaded, RELOAD_FADE_S, keep_grid=True)
             except EngineError as error:  # a switch still fading: try next save
                 self.last_error = f"{path}: not reloaded yet: {error}"
                 self.on_error(self.last_error)
                 return False
+            assert self.inputs is not None
+            for name, value in moved.items():
+                self.inputs.set(name, value)
             self.last_error = None
             return True
 
