@@ -27,6 +27,9 @@ What the receive path guarantees, whatever arrives:
 - an exact address is one dict lookup; a pattern is matched against the
   registered addresses at bounded cost (:mod:`engine.control.osc_pattern`),
   and refused if it matches more than ``max_pattern_matches`` of them;
+- a datagram calls at most ``max_dispatches`` handlers (64: its messages, with
+  patterns fanned out), or it is refused whole (``over_budget``), so no one
+  datagram holds the receive thread for long; each call takes a token;
 - each source (a UDP host and port, or a TCP connection) has a token bucket of
   ``rate_hz`` messages per second with ``burst`` in hand; over it, datagrams are
   dropped whole and counted (``rate_limited``), and other sources are served;
@@ -57,7 +60,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,13 +105,18 @@ DEFAULT_RATE_HZ = 2000.0
 DEFAULT_BURST = 500.0
 DEFAULT_TIMETAG_HORIZON_S = 10.0
 DEFAULT_MAX_PATTERN_MATCHES = 64
+# Handler calls one datagram may make (its messages, patterns fanned out): far
+# more than a game sends at once, and few enough that the longest datagram is
+# handled in a few milliseconds even on a loaded machine.
+DEFAULT_MAX_DISPATCHES = 64
 DEFAULT_MAX_TCP_CONNECTIONS = 16
 _MAX_SOURCES = 1024  # token buckets kept; the least recently seen goes first
 _TCP_SEND_TIMEOUT_S = 0.05  # a TCP peer that does not read its replies is dropped
+_TOO_FAR = object()  # in a datagram's plan: the message's bundle is refused
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 # Every datagram (or TCP frame) ends in exactly one of: refused_source,
-# oversize, rate_limited, malformed, parsed. Every parsed message ends in
+# oversize, rate_limited, malformed, over_budget, parsed. Every parsed message ends in
 # exactly one of: dispatched, handler_errors, unknown_address,
 # pattern_refused, too_far_ahead.
 COUNTER_NAMES = (
@@ -117,6 +125,7 @@ COUNTER_NAMES = (
     "oversize",
     "rate_limited",
     "malformed",
+    "over_budget",
     "parsed",
     "messages",
     "dispatched",
@@ -245,6 +254,8 @@ class OscServer:
             loopback; required to bind anything but a loopback address.
         timetag_horizon_s: bundles timed further ahead are refused (None: any).
         max_pattern_matches: a pattern matching more handlers is refused.
+        max_dispatches: a datagram calling more handlers (its messages,
+            patterns fanned out) is refused whole.
         max_tcp_connections: further connections are closed at once.
         on_handler_error: called as ``(message, sender, exception)`` on the
             receive thread after a handler raised (for an error reply).
@@ -264,6 +275,7 @@ class OscServer:
         allow_networks: Sequence[str] = (),
         timetag_horizon_s: float | None = DEFAULT_TIMETAG_HORIZON_S,
         max_pattern_matches: int = DEFAULT_MAX_PATTERN_MATCHES,
+        max_dispatches: int = DEFAULT_MAX_DISPATCHES,
         max_tcp_connections: int = DEFAULT_MAX_TCP_CONNECTIONS,
         on_handler_error: Callable[[OscMessage, OscSender, BaseException], None]
         | None = None,
@@ -300,6 +312,7 @@ class OscServer:
         self._remote = not ipaddress.ip_address(bind_address[0]).is_loopback
         self.timetag_horizon_s = timetag_horizon_s
         self.max_pattern_matches = max_pattern_matches
+        self.max_dispatches = max_dispatches
         self.max_tcp_connections = max_tcp_connections
         self.on_handler_error = on_handler_error
 
@@ -794,61 +807,85 @@ class OscServer:
             counts["malformed"] += 1
             self._note(f"malformed from {sender.host}:{sender.port}: {error}")
             return
-        # ... and the rest for a bundle's other messages, all or nothing.
-        if len(messages) > 1 and not buckets.take(source, len(messages) - 1, now_s):
-            counts["rate_limited"] += 1
-            return
-        counts["parsed"] += 1
-        counts["messages"] += len(messages)
         registry = self._registry
         horizon_s = self.timetag_horizon_s
+        plan: list[tuple[OscMessage, Any]] = []
+        n_calls = 0
         for message in messages:
             if (
                 horizon_s is not None
                 and message.timetag is not None
                 and ntp_to_unix(message.timetag) - time.time() > horizon_s
             ):
+                plan.append((message, _TOO_FAR))
+                continue
+            targets = self._targets(message, registry)
+            if isinstance(targets, tuple):
+                n_calls += len(targets) or 1
+            plan.append((message, targets))
+        # A datagram's cost is its handler calls (a pattern may fan out):
+        # bounded per datagram, so no one datagram holds the thread for long,
+        # and charged to the source's bucket, all or nothing.
+        if n_calls > self.max_dispatches:
+            counts["over_budget"] += 1
+            self._note(
+                f"from {sender.host}:{sender.port}: {len(messages)} messages "
+                f"calling {n_calls} handlers, over the limit of "
+                f"{self.max_dispatches} a datagram; refused (send fewer at once)"
+            )
+            return
+        if n_calls > 1 and not buckets.take(source, n_calls - 1, now_s):
+            counts["rate_limited"] += 1
+            return
+        counts["parsed"] += 1
+        counts["messages"] += len(messages)
+        for message, targets in plan:
+            if isinstance(targets, tuple):
+                self._call(message, sender, targets, registry, counts)
+            elif targets is _TOO_FAR:
                 counts["too_far_ahead"] += 1
                 self._note(
                     f"{message.address} from {sender.host}:{sender.port}: bundle "
                     f"timed more than {horizon_s:g} s ahead refused"
                 )
-                continue
-            self._dispatch(message, sender, registry, counts)
+            else:
+                counts["pattern_refused"] += 1
+                self._note(f"from {sender.host}:{sender.port}: {targets}")
 
-    def _dispatch(
+    def _targets(
+        self, message: OscMessage, registry: _Registry
+    ) -> tuple[tuple[str, Handler], ...] | str:
+        """The handlers ``message`` goes to (empty: none matches), or why its
+        pattern is refused."""
+        handler = registry.handlers.get(message.address)
+        if handler is not None:
+            return ((message.address, handler),)
+        if not is_pattern(message.address):
+            return ()
+        addresses = registry.pattern_cache.get(message.address)
+        if addresses is None:
+            try:
+                addresses = tuple(registry.address_set.match(message.address))
+            except PatternError as error:
+                return str(error)
+            if len(registry.pattern_cache) >= 256:
+                registry.pattern_cache.clear()
+            registry.pattern_cache[message.address] = addresses
+        if len(addresses) > self.max_pattern_matches:
+            return (
+                f"pattern {message.address} matches {len(addresses)} addresses, "
+                f"over the limit of {self.max_pattern_matches}"
+            )
+        return tuple((a, registry.handlers[a]) for a in addresses)
+
+    def _call(
         self,
         message: OscMessage,
         sender: OscSender,
+        targets: tuple[tuple[str, Handler], ...],
         registry: _Registry,
         counts: dict[str, int],
     ) -> None:
-        handler = registry.handlers.get(message.address)
-        if handler is not None:
-            targets: Iterable[tuple[str, Handler]] = ((message.address, handler),)
-        elif is_pattern(message.address):
-            addresses = registry.pattern_cache.get(message.address)
-            if addresses is None:
-                try:
-                    addresses = tuple(registry.address_set.match(message.address))
-                except PatternError as error:
-                    counts["pattern_refused"] += 1
-                    self._note(f"from {sender.host}:{sender.port}: {error}")
-                    return
-                if len(registry.pattern_cache) >= 256:
-                    registry.pattern_cache.clear()
-                registry.pattern_cache[message.address] = addresses
-            if len(addresses) > self.max_pattern_matches:
-                counts["pattern_refused"] += 1
-                self._note(
-                    f"pattern {message.address} from {sender.host}:{sender.port} "
-                    f"matches {len(addresses)} addresses, over the limit of "
-                    f"{self.max_pattern_matches}"
-                )
-                return
-            targets = [(a, registry.handlers[a]) for a in addresses]
-        else:
-            targets = ()
         if not targets:
             if registry.default is None:
                 counts["unknown_address"] += 1

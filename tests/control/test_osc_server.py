@@ -77,7 +77,13 @@ def send(sock: socket.socket, server: OscServer, data: bytes) -> None:
 
 
 def assert_counters_add_up(counts: dict[str, int]) -> None:
-    datagram_outcomes = ("refused_source", "oversize", "rate_limited", "malformed")
+    datagram_outcomes = (
+        "refused_source",
+        "oversize",
+        "rate_limited",
+        "malformed",
+        "over_budget",
+    )
     assert (
         counts["received"]
         == sum(counts[k] for k in datagram_outcomes) + (counts["parsed"])
@@ -286,6 +292,52 @@ def test_a_pattern_matching_too_many_handlers_is_refused(client):
         server.stop()
 
 
+def test_a_datagram_calling_too_many_handlers_is_refused_whole(client):
+    """The handler calls of one datagram (its messages, patterns fanned out)
+    are bounded, so no datagram holds the receive thread for long; each call
+    takes a token from the source's bucket."""
+    server = OscServer(port=0, max_dispatches=8, rate_hz=0.01, burst=30.0).start()
+    try:
+        recorder = Recorder()
+        for i in range(5):
+            server.add_handler(f"/p/{i}", recorder)
+        too_many = encode_bundle([encode_message("/p/0", [k]) for k in range(9)])
+        send(client, server, too_many)
+        # A pattern fanning out to 5 handlers, twice: 10 calls in 2 messages.
+        fanned = encode_bundle([encode_message("/p/*", [k]) for k in range(2)])
+        send(client, server, fanned)
+        send(
+            client,
+            server,
+            encode_bundle([encode_message("/p/1", [k]) for k in range(8)]),
+        )
+        send(client, server, encode_message("/p/*", ["fan"]))
+        assert wait_for(lambda: server.counters()["received"] == 4)
+        counts = server.counters()
+        assert counts["over_budget"] == 2  # the 9 messages, the 10 calls
+        assert [m.args for m in recorder.messages] == [(k,) for k in range(8)] + [
+            ("fan",)
+        ] * 5
+        # 30 tokens: 2 refused datagrams took 1 each, 8 + 5 calls took 13.
+        send(
+            client,
+            server,
+            encode_bundle([encode_message("/p/2", [k]) for k in range(8)]),
+        )
+        send(
+            client,
+            server,
+            encode_bundle([encode_message("/p/3", [k]) for k in range(8)]),
+        )
+        assert wait_for(lambda: server.counters()["received"] == 6)
+        counts = server.counters()
+        assert counts["rate_limited"] == 1 and len(recorder.calls) == 21
+        assert any("over the limit of 8" in e for e in server.recent_errors())
+        assert_counters_add_up(counts)
+    finally:
+        server.stop()
+
+
 def test_add_handler_refuses_bad_addresses(server):
     for bad in ["x", "/a/*", "/a b", "/a//b"]:
         with pytest.raises(ValueError, match="add_handler"):
@@ -352,7 +404,10 @@ def test_python_osc_failure_cases_are_handled_promptly(server, client):
         "deep nesting": _nested(500),
         "pathological pattern": encode_message("/" + "*" * 14 + "b", [1]),
         "over 8192 bytes": encode_bundle(
-            [encode_message(f"/alive/{i:04d}/padding/padding", [i]) for i in range(250)]
+            [
+                encode_message(f"/alive/{i:04d}" + "/padding" * 18, [i])
+                for i in range(60)
+            ]
         ),
         "far-future timetag": encode_bundle(
             [encode_message("/alive", [0])], unix_to_ntp(time.time() + 86400 * 30)
@@ -367,7 +422,7 @@ def test_python_osc_failure_cases_are_handled_promptly(server, client):
     assert [m.args for m in recorder.messages] == [(1,)]
     counts = server.counters()
     assert counts["malformed"] == 3
-    assert counts["unknown_address"] == 251  # the large bundle parsed whole
+    assert counts["unknown_address"] == 61  # the large bundle parsed whole
     assert counts["too_far_ahead"] == 1
     assert counts["internal_errors"] == 0
     assert_counters_add_up(counts)
