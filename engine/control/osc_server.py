@@ -326,6 +326,9 @@ class OscServer:
         self._shared_counts = dict.fromkeys(COUNTER_NAMES, 0)
         self._shared_lock = threading.Lock()
         self._errors: deque[str] = deque(maxlen=32)
+        # On a receive thread while it handles a datagram: the replies to send
+        # after it (see send_packet).
+        self._local = threading.local()
         self._last_log_s = 0.0
         self._running = False
         self._stopping = threading.Event()
@@ -567,14 +570,28 @@ class OscServer:
         return self.send_packet(to, encode_message(address, args, typetags))
 
     def send_packet(self, to: OscSender | tuple[str, int], packet: bytes) -> bool:
-        """Send an encoded message or bundle; see :meth:`reply`."""
+        """Send an encoded message or bundle; see :meth:`reply`.
+
+        Called by a handler, the packet goes out when the handler's datagram
+        has been handled (and True means it is queued): a send gives up the
+        GIL, and beside a busy Python thread getting it back costs a switch
+        interval, which must not come between a bundle's messages.
+        """
+        host = to.host if isinstance(to, OscSender) else to[0]
+        if not self._allowed(host):
+            self._count_shared("replies_refused")
+            return False
+        deferred = getattr(self._local, "deferred", None)
+        if deferred is not None:
+            deferred.append((to, packet))
+            return True
+        return self._send_now(to, packet)
+
+    def _send_now(self, to: OscSender | tuple[str, int], packet: bytes) -> bool:
         if isinstance(to, OscSender):
             host, port, connection = to.host, to.port, to._connection
         else:
             (host, port), connection = to, None
-        if not self._allowed(host):
-            self._count_shared("replies_refused")
-            return False
         try:
             if connection is not None:
                 return self._send_tcp(connection, packet)
@@ -766,14 +783,19 @@ class OscServer:
         counts: dict[str, int],
     ) -> None:
         started_ns = time.monotonic_ns()
+        deferred: list[tuple[OscSender | tuple[str, int], bytes]] = []
+        self._local.deferred = deferred
         try:
             self._receive(data, n_bytes, sender, source, buckets, counts)
         finally:
+            self._local.deferred = None
             took_ns = time.monotonic_ns() - started_ns
             if took_ns > SLOW_HANDLING_NS:
                 counts["slow_handlings"] += 1
             if took_ns > counts["max_handling_us"] * 1000:
                 counts["max_handling_us"] = took_ns // 1000
+            for to, packet in deferred:  # replies, once every message applied
+                self._send_now(to, packet)
 
     def _receive(
         self,

@@ -189,6 +189,24 @@ def test_reply_to_sender_and_to_explicit_port(server, client):
     assert server.counters()["replies_sent"] == 2
 
 
+def test_replies_from_handlers_go_out_after_the_whole_datagram(server, client):
+    """A send gives up the GIL (a switch interval beside a busy thread): the
+    replies a bundle's handlers make leave after its last message is handled."""
+    sent_when_handled: list[int] = []
+
+    def answer(message: OscMessage, sender: OscSender) -> None:
+        sent_when_handled.append(server.counters()["replies_sent"])
+        assert server.reply(sender, "/answer", [message.args[0]])
+
+    server.add_handler("/ask", answer)
+    bundle = encode_bundle([encode_message("/ask", [k]) for k in range(3)])
+    send(client, server, bundle)
+    answers = [client.recvfrom(1024)[0] for _ in range(3)]
+    assert answers == [encode_message("/answer", [k]) for k in range(3)]
+    assert sent_when_handled == [0, 0, 0]
+    assert server.counters()["replies_sent"] == 3
+
+
 def test_reply_reaches_oscdump(server, oscdump):
     assert server.reply((HOST, oscdump.port), "/soundscape/meter", [0.25, "bed"])
     (line,) = oscdump.lines(1)
