@@ -260,6 +260,7 @@ class OscApi:
             handler (live playback); offline, renders do it.
         max_subscribers: the bound on ``/subscribe``.
         error_replies_per_s: error and warning replies per destination.
+        on_scene_loaded: called on the loader thread after each scene load.
     """
 
     def __init__(
@@ -274,6 +275,7 @@ class OscApi:
         pump_events: bool = False,
         max_subscribers: int = 8,
         error_replies_per_s: float = DEFAULT_ERROR_REPLIES_PER_S,
+        on_scene_loaded: Callable[[], None] | None = None,
     ) -> None:
         check_prefix(prefix)
         if prefix.endswith("/"):
@@ -307,6 +309,7 @@ class OscApi:
         self._stop = threading.Event()
         self._installed = False
         self._fixed: list[str] = []
+        self.on_scene_loaded = on_scene_loaded
 
     # Life cycle ----------------------------------------------------------------
 
@@ -649,6 +652,8 @@ class OscApi:
                         return
                 self.player.load(path, fade_s)
                 self.refresh_addresses()
+                if self.on_scene_loaded is not None:
+                    self.on_scene_loaded()
             except Exception as error:  # noqa: BLE001 - the loader must live
                 self._count("scene_load_errors")
                 self.reply_problem("error", address, f"scene {name!r}: {error}", sender)

@@ -29,12 +29,22 @@ about that long. At 1 ms it measured 2.7x faster (benchmarks/RESULTS.md); the
 audio callback never takes the GIL, so it costs the audio nothing. The old
 value comes back at :meth:`OscSurface.stop`.
 
+Garbage collector: with Numba and a scene loaded the process tracks about
+120,000 objects, and a full collection scans them all: 140 ms with the GIL
+held, on whichever thread allocates when it falls due (an OSC receive thread,
+or the busy thread it waits for). With ``freeze_gc`` (the default) ``start``
+collects once and freezes what is there (``gc.freeze``), and each scene load
+freezes again, so later collections scan only what was made since (measured:
+0.003 ms instead of 140 ms). ``stop`` unfreezes. Frozen objects that become
+cyclic garbage are never freed: at most a scene's worth per load.
+
 Threads: build, start and stop from one control thread; the parts run on their
 own threads (see each module).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +78,7 @@ class OscSettings:
     ``aliases_file``: a YAML alias table (:mod:`engine.control.osc_aliases`).
     ``allow_networks``: needed to bind beyond loopback (CIDR strings).
     ``switch_interval_s``: None leaves the interpreter's setting alone.
+    ``freeze_gc``: freeze the garbage collector's view of start-up objects.
     """
 
     host: str = DEFAULT_OSC_HOST
@@ -77,6 +88,7 @@ class OscSettings:
     aliases_file: str | None = None
     allow_networks: tuple[str, ...] = ()
     switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S
+    freeze_gc: bool = True
     timetag_latency_s: float = DEFAULT_LATENCY_S
     max_subscribers: int = 8
     rate_hz: float = DEFAULT_RATE_HZ
@@ -157,6 +169,7 @@ class OscSurface:
             scene_folders=scene_folders,
             pump_events=live is not None,
             max_subscribers=settings.max_subscribers,
+            on_scene_loaded=self._scene_loaded,
         )
         self.aliases: AliasTable | None = None
         if settings.aliases_file is not None:
@@ -167,6 +180,7 @@ class OscSurface:
                 settings.aliases_file, self._alias_value, known_inputs=known
             )
         self._old_switch_interval_s: float | None = None
+        self._gc_frozen = False
 
     def _alias_value(self, name: str, value: float) -> None:
         self.player.set_input(name, value)
@@ -208,10 +222,22 @@ class OscSurface:
         if self.settings.switch_interval_s is not None:
             self._old_switch_interval_s = sys.getswitchinterval()
             sys.setswitchinterval(self.settings.switch_interval_s)
+        if self.settings.freeze_gc:
+            gc.collect()
+            gc.freeze()
+            self._gc_frozen = True
         return self
 
+    def _scene_loaded(self) -> None:
+        if self._gc_frozen:
+            gc.freeze()  # the new scene's objects: no collect, it holds the GIL
+
     def stop(self) -> None:
-        """Stop every part and the server; restore the switch interval."""
+        """Stop every part and the server; restore the switch interval and
+        the garbage collector."""
+        if self._gc_frozen:
+            gc.unfreeze()
+            self._gc_frozen = False
         if self._old_switch_interval_s is not None:
             sys.setswitchinterval(self._old_switch_interval_s)
             self._old_switch_interval_s = None
