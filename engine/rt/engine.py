@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,15 +79,18 @@ def master_graph(ceiling_dbtp: float = -1.0, volume_db: float = 0.0) -> Graph:
     return g
 
 
-@dataclass(order=True)
-class _Scheduled:
+class _Scheduled(NamedTuple):
+    """A scheduled event, ordered by (frame, order): a plain tuple, so the
+    heap compares in C (a dataclass's generated ``__lt__`` cost half of
+    scheduling an event)."""
+
     frame: int
     order: int
-    kind: int = field(compare=False)
-    generation: int = field(compare=False)
-    index: int = field(compare=False)
-    value: float = field(compare=False)
-    tag: str | None = field(compare=False, default=None)
+    kind: int
+    generation: int
+    index: int
+    value: float
+    tag: str | None = None
 
 
 class Engine:
@@ -248,7 +251,7 @@ class Engine:
             raise EngineError(f"unknown event kind {kind}")
         program, column, voices = self._target(node, param)
         value = float(value)
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             raise EngineError(f"{node}.{param}: {value!r} is not finite")
         if voice is not None and not 0 <= voice < voices:
             raise EngineError(f"{node}.{param}: no voice {voice} (has {voices})")

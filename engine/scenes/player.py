@@ -136,6 +136,10 @@ class _Voices:
     length_frames: int
     next: int = 0
     fired_at: list[int] = field(default_factory=list)
+    # Worked out once at load, not on every firing (OSC fires at game rate):
+    # the nodes a firing restarts, and the fixed pitches a transposition moves.
+    firing: list[str] = field(default_factory=list)
+    pitches: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -465,10 +469,20 @@ class ScenePlayer:
                 total += float(np.max(value)) if not isinstance(value, dict) else 0.0
             longest_ms = max(longest_ms, total)
         copies = layer_copies(scene, trigger["layer"])
+        pitches = []
+        for node_name, entry in layer["nodes"].items():
+            spec = types[entry["type"]]
+            if not any(p.name == "frequency_hz" for p in spec.params):
+                continue
+            base = entry.get("frequency_hz", spec.param("frequency_hz").default)
+            if not isinstance(base, dict):  # one that follows an input stays
+                pitches.append((node_name, base))
         return _Voices(
             copies,
             round(longest_ms / 1000.0 * self.engine.sample_rate),
             fired_at=[-(10**12)] * len(copies),
+            firing=firing_nodes(layer),
+            pitches=pitches,
         )
 
     def fire(
@@ -517,14 +531,14 @@ class ScenePlayer:
                 self.engine.schedule(at, f"{copy}.pan", "pan", pan, kind, tag=tag)
             if "pitch_semitones" in spread:
                 ratio = 2.0 ** (self._rng.uniform(*spread["pitch_semitones"]) / 12.0)
-                self._transpose(layer, copy, ratio, at, kind, tag)
+                self._transpose(voices.pitches, copy, ratio, at, kind, tag)
             for key, (low, high) in spread.get("params", {}).items():
                 node_name, _, param = key.partition(".")
                 value = self._rng.uniform(low, high)
                 self.engine.schedule(
                     at, f"{copy}.{node_name}", param, value, kind, tag=tag
                 )
-            for node_name in firing_nodes(layer):
+            for node_name in voices.firing:
                 self.engine.schedule(
                     at, f"{copy}.{node_name}", "trigger", 0.0, EV_TRIGGER, tag=tag
                 )
@@ -532,21 +546,14 @@ class ScenePlayer:
 
     def _transpose(
         self,
-        layer: dict[str, Any],
+        pitches: list[tuple[str, Any]],
         copy: str,
         ratio: float,
         at: int | None,
         kind: int,
         tag: str | None,
     ) -> None:
-        types = node_types()
-        for node_name, entry in layer["nodes"].items():
-            spec = types[entry["type"]]
-            if not any(p.name == "frequency_hz" for p in spec.params):
-                continue
-            base = entry.get("frequency_hz", spec.param("frequency_hz").default)
-            if isinstance(base, dict):  # follows an input: leave it to the input
-                continue
+        for node_name, base in pitches:
             node = f"{copy}.{node_name}"
             if isinstance(base, list):
                 for voice, hz in enumerate(base):
