@@ -54,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import select
 import selectors
 import socket
@@ -249,7 +250,8 @@ class OscServer:
         rate_hz, burst: each source's token bucket, in messages.
         max_datagram_bytes: larger datagrams and TCP frames are refused whole.
         limits: parser limits (:class:`OscLimits`); its datagram size is
-            overridden by ``max_datagram_bytes``.
+            overridden by ``max_datagram_bytes``, its messages capped at
+            ``max_dispatches``.
         allow_networks: source networks accepted (CIDR strings) besides
             loopback; required to bind anything but a loopback address.
         timetag_horizon_s: bundles timed further ahead are refused (None: any).
@@ -257,6 +259,10 @@ class OscServer:
         max_dispatches: a datagram calling more handlers (its messages,
             patterns fanned out) is refused whole.
         max_tcp_connections: further connections are closed at once.
+        thread_nice: the receive threads' nice value (e.g. -10), so that on a
+            busy machine they run as soon as a datagram arrives; None leaves
+            them as they are. Needs CAP_SYS_NICE (or RLIMIT_NICE) to go below
+            0; refused, the threads keep theirs (``priority_refused``).
         on_handler_error: called as ``(message, sender, exception)`` on the
             receive thread after a handler raised (for an error reply).
     """
@@ -277,6 +283,7 @@ class OscServer:
         max_pattern_matches: int = DEFAULT_MAX_PATTERN_MATCHES,
         max_dispatches: int = DEFAULT_MAX_DISPATCHES,
         max_tcp_connections: int = DEFAULT_MAX_TCP_CONNECTIONS,
+        thread_nice: int | None = None,
         on_handler_error: Callable[[OscMessage, OscSender, BaseException], None]
         | None = None,
     ) -> None:
@@ -305,8 +312,13 @@ class OscServer:
         self.rate_hz = rate_hz
         self.burst = burst
         self.max_datagram_bytes = max_datagram_bytes
+        limits = limits or OscLimits()
+        # A datagram with more messages would be over budget anyway: the
+        # parser stops at the first one too many instead of parsing them all.
         self.limits = dataclasses.replace(
-            limits or OscLimits(), max_datagram_bytes=max_datagram_bytes
+            limits,
+            max_datagram_bytes=max_datagram_bytes,
+            max_messages=min(limits.max_messages, max_dispatches),
         )
         self.allow_networks = tuple(networks)
         self._remote = not ipaddress.ip_address(bind_address[0]).is_loopback
@@ -314,6 +326,8 @@ class OscServer:
         self.max_pattern_matches = max_pattern_matches
         self.max_dispatches = max_dispatches
         self.max_tcp_connections = max_tcp_connections
+        self.thread_nice = thread_nice
+        self.priority_refused = False
         self.on_handler_error = on_handler_error
 
         self._registry = _Registry({}, None)
@@ -632,9 +646,24 @@ class OscServer:
 
     # --- receiving ------------------------------------------------------------
 
+    def _raise_priority(self) -> None:
+        """Give this receive thread ``thread_nice`` (Linux: per thread)."""
+        if self.thread_nice is None:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.thread_nice)
+        except (OSError, AttributeError) as error:  # no CAP_SYS_NICE, not Linux
+            self.priority_refused = True
+            log.info(
+                "OSC receive thread keeps its priority (nice %d refused: %s)",
+                self.thread_nice,
+                error,
+            )
+
     def _guarded(
         self, loop: Callable, counts: dict[str, int], wakeup: socket.socket
     ) -> None:
+        self._raise_priority()
         # The outermost catch-all: a bug in a loop must not end the thread.
         while not self._stopping.is_set():
             try:

@@ -67,6 +67,9 @@ from engine.sensors.bridges import check_prefix
 __all__ = ["DEFAULT_SWITCH_INTERVAL_S", "OscSettings", "OscSurface"]
 
 DEFAULT_SWITCH_INTERVAL_S = 0.001
+# What RTKit gives PipeWire's and PulseAudio's control threads: ahead of
+# ordinary work when a datagram arrives, behind the audio thread (real-time).
+DEFAULT_THREAD_NICE = -11
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class OscSettings:
     ``allow_networks``: needed to bind beyond loopback (CIDR strings).
     ``switch_interval_s``: None leaves the interpreter's setting alone.
     ``freeze_gc``: freeze the garbage collector's view of start-up objects.
+    ``thread_nice``: the OSC receive threads' nice value (None: unchanged).
     """
 
     host: str = DEFAULT_OSC_HOST
@@ -89,6 +93,7 @@ class OscSettings:
     allow_networks: tuple[str, ...] = ()
     switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S
     freeze_gc: bool = True
+    thread_nice: int | None = DEFAULT_THREAD_NICE
     timetag_latency_s: float = DEFAULT_LATENCY_S
     max_subscribers: int = 8
     rate_hz: float = DEFAULT_RATE_HZ
@@ -142,6 +147,7 @@ class OscSurface:
             rate_hz=settings.rate_hz,
             burst=settings.burst,
             allow_networks=settings.allow_networks,
+            thread_nice=settings.thread_nice,
         )
         if clock is None:
             options = {"latency_s": settings.timetag_latency_s}
