@@ -5,6 +5,7 @@ many start/stop cycles."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -651,6 +652,27 @@ def test_many_servers_start_and_stop_cleanly(client):
     counts = server.counters()  # counters outlive stop
     assert counts["dispatched"] == 1
     assert set(counts) == set(COUNTER_NAMES)
+
+
+def test_receive_threads_take_the_nice_value_asked_for():
+    """Per thread (Linux): the receive threads get it, the caller keeps its."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    server = OscServer(port=0, thread_nice=own + 3).start()
+    try:
+        recorder = Recorder()
+        server.add_handler("/n", recorder)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            send(sock, server, encode_message("/n"))
+            assert wait_for(lambda: recorder.calls)
+        receivers = [t for t in threading.enumerate() if t.name.startswith("osc-")]
+        assert len(receivers) == 2  # UDP and TCP
+        for thread in receivers:
+            assert thread.native_id is not None
+            assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == own + 3
+        assert not server.priority_refused
+    finally:
+        server.stop()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
 
 
 def test_a_taken_port_is_a_clear_error(server):

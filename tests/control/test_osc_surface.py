@@ -10,6 +10,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,11 @@ def test_switch_interval_is_set_while_running_and_restored():
     surface.start()
     try:
         assert sys.getswitchinterval() == pytest.approx(0.001)
+        # The receive threads at nice -11, where the system allows it.
+        receiver = next(t for t in threading.enumerate() if t.name.startswith("osc-"))
+        assert receiver.native_id is not None
+        nice = os.getpriority(os.PRIO_PROCESS, receiver.native_id)
+        assert nice == -11 or surface.server.priority_refused
     finally:
         surface.stop()
     assert sys.getswitchinterval() == before
