@@ -37,7 +37,9 @@ What the receive path guarantees, whatever arrives:
 - binding to anything but loopback needs ``allow_networks``; sources outside
   them are dropped without a reply, and nothing is sent to them;
 - each datagram's handling time is measured: ``max_handling_us``, and
-  ``slow_handlings`` over 5 ms (a handler doing too much shows up here).
+  ``slow_handlings`` over 5 ms; ``slow_handlings_working`` counts those in
+  which the thread itself ran 5 ms (a handler doing too much shows up there;
+  the rest waited for the GIL, a lock or the CPU).
 
 Latency: a handler runs about 0.1 ms after the datagram is sent; beside a busy
 Python thread, about one GIL switch interval (5 ms by default), so a process
@@ -141,10 +143,15 @@ COUNTER_NAMES = (
     "replies_failed",
     "replies_refused",
     "slow_handlings",
+    "slow_handlings_working",
     "max_handling_us",
+    "max_handling_cpu_us",
 )
 # A datagram whose handling (parse, checks, every handler) takes longer than
 # this is counted in "slow_handlings"; "max_handling_us" keeps the longest.
+# "slow_handlings_working" counts those in which the receive thread itself ran
+# that long (its CPU time, "max_handling_cpu_us"): the others spent the time
+# waiting, for the GIL, a lock, or a CPU the machine gave to other work.
 SLOW_HANDLING_NS = 5_000_000
 
 
@@ -448,7 +455,7 @@ class OscServer:
         with self._shared_lock:
             for counts in self._thread_counts:
                 for name, value in counts.items():
-                    if name == "max_handling_us":
+                    if name.startswith("max_"):
                         value = max(value - self._shared_counts[name], 0)
                     self._shared_counts[name] += value
         self._thread_counts = []
@@ -531,7 +538,7 @@ class OscServer:
             total = dict(self._shared_counts)
         for counts in list(self._thread_counts):
             for name, value in list(counts.items()):
-                if name == "max_handling_us":
+                if name.startswith("max_"):
                     total[name] = max(total[name], value)
                 else:
                     total[name] += value
@@ -812,6 +819,7 @@ class OscServer:
         counts: dict[str, int],
     ) -> None:
         started_ns = time.monotonic_ns()
+        started_cpu_ns = time.thread_time_ns()
         deferred: list[tuple[OscSender | tuple[str, int], bytes]] = []
         self._local.deferred = deferred
         try:
@@ -819,10 +827,15 @@ class OscServer:
         finally:
             self._local.deferred = None
             took_ns = time.monotonic_ns() - started_ns
+            ran_ns = time.thread_time_ns() - started_cpu_ns
             if took_ns > SLOW_HANDLING_NS:
                 counts["slow_handlings"] += 1
+                if ran_ns > SLOW_HANDLING_NS:
+                    counts["slow_handlings_working"] += 1
             if took_ns > counts["max_handling_us"] * 1000:
                 counts["max_handling_us"] = took_ns // 1000
+            if ran_ns > counts["max_handling_cpu_us"] * 1000:
+                counts["max_handling_cpu_us"] = ran_ns // 1000
             for to, packet in deferred:  # replies, once every message applied
                 self._send_now(to, packet)
 

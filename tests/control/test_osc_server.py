@@ -675,6 +675,31 @@ def test_receive_threads_take_the_nice_value_asked_for():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
 
 
+def test_slow_handlings_tell_working_from_waiting(server, client):
+    """A handling over 5 ms is counted; whether the thread itself ran that
+    long (CPU time) tells a handler doing too much from one that waited."""
+
+    def works(message: OscMessage, sender: OscSender) -> None:
+        end_s = time.thread_time() + 0.008
+        while time.thread_time() < end_s:
+            pass
+
+    def waits(message: OscMessage, sender: OscSender) -> None:
+        time.sleep(0.008)
+
+    server.add_handler("/works", works)
+    server.add_handler("/waits", waits)
+    send(client, server, encode_message("/waits"))
+    send(client, server, encode_message("/works"))
+    send(client, server, encode_message("/quick"))
+    assert wait_for(lambda: server.counters()["received"] == 3)
+    counts = server.counters()
+    assert counts["slow_handlings"] == 2
+    assert counts["slow_handlings_working"] == 1
+    assert counts["max_handling_cpu_us"] >= 8000
+    assert counts["max_handling_us"] >= counts["max_handling_cpu_us"]
+
+
 def test_a_taken_port_is_a_clear_error(server):
     with pytest.raises(OSError, match=f"cannot bind 127.0.0.1:{server.port}"):
         OscServer(port=server.port).start()
