@@ -45,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -196,6 +197,16 @@ class Conditions:
             "gc_full_collections": self.full_collections,
             "gc_max_pause_ms": round(max(self.pauses_ms, default=0.0), 2),
         }
+
+
+def run_delay_ns(native_id: int) -> int:
+    """Time a thread of this process has spent runnable but waiting for a
+    CPU (the scheduler's run delay), in ns; 0 if unknown."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat") as stat:
+            return int(stat.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def nonfinite_params(engine) -> int:
@@ -407,16 +418,34 @@ def measure_latency(seconds: float, busy: bool, path: str) -> dict:
             sender.wait()
             time.sleep(0.3)
 
+        receiver = next(
+            t for t in threading.enumerate() if t.name.startswith("osc-udp")
+        )
+        waits: dict[str, float] = {}
         with Conditions() as conditions:
+            started_s = time.monotonic()
+            receiver_delay_ns = run_delay_ns(receiver.native_id)
             if busy:
-                with BusyThread():
+                with BusyThread() as busy_thread:
+                    busy_id = busy_thread._thread.native_id
+                    busy_delay_ns = run_delay_ns(busy_id)
                     run()
+                    busy_delay_ns = run_delay_ns(busy_id) - busy_delay_ns
+                # While the busy thread waits for a CPU it holds the GIL, and
+                # the receive thread waits for both.
+                waits["busy_thread_waiting_for_cpu_pct"] = round(
+                    100 * busy_delay_ns / 1e9 / (time.monotonic() - started_s), 1
+                )
             else:
                 run()
+            waits["receive_thread_cpu_wait_ms"] = round(
+                (run_delay_ns(receiver.native_id) - receiver_delay_ns) / 1e6, 1
+            )
         # The first messages meet a cold path (first allocations, caches).
         return {
             **stats_us(latencies_us[20:]),
             "not_written": missed,
+            **waits,
             **conditions.result,
         }
     finally:
@@ -570,7 +599,8 @@ def main() -> int:
             print("\ndatagram sent -> target written / event in the ring (200/s)")
             print(
                 f"{'case':<20} {'run':>3} {'n':>5} {'p50 us':>7} {'p99 us':>7} "
-                f"{'max us':>7} {'load':>5} {'steal ms':>8} {'gc max ms':>9}"
+                f"{'max us':>7} {'load':>5} {'steal ms':>8} {'gc max ms':>9} "
+                f"{'busy cpu-wait %':>15} {'recv cpu-wait ms':>16}"
             )
             for name, rows in latency.items():
                 for k, row in enumerate(rows):
@@ -578,7 +608,9 @@ def main() -> int:
                         f"{name:<20} {k + 1:>3} {row['n']:>5} {row['p50_us']:>7.0f} "
                         f"{row['p99_us']:>7.0f} {row['max_us']:>7.0f} "
                         f"{row['load_average_1min']:>5.2f} {row['steal_ms']:>8} "
-                        f"{row['gc_max_pause_ms']:>9}"
+                        f"{row['gc_max_pause_ms']:>9} "
+                        f"{row.get('busy_thread_waiting_for_cpu_pct', '-')!s:>15} "
+                        f"{row['receive_thread_cpu_wait_ms']:>16}"
                     )
         if "output" in only:
             rows = [measure_output_change(10 if args.quick else 40) for _ in runs]
