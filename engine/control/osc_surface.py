@@ -29,6 +29,12 @@ about that long. At 1 ms it measured 2.7x faster (benchmarks/RESULTS.md); the
 audio callback never takes the GIL, so it costs the audio nothing. The old
 value comes back at :meth:`OscSurface.stop`.
 
+Priority: the receive threads run at ``thread_nice`` (-11, what RTKit gives
+audio control threads), so that on a busy machine a datagram's thread runs
+when it arrives. The whole process is left alone: raised too, the busy
+thread it waits for competes with it as an equal (measured no better).
+Without CAP_SYS_NICE the threads keep their priority (logged).
+
 Garbage collector: with Numba and a scene loaded the process tracks about
 120,000 objects, and a full collection scans them all: 140 ms with the GIL
 held, on whichever thread allocates when it falls due (an OSC receive thread,
