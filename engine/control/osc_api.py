@@ -87,6 +87,11 @@ PUMP_AHEAD_S = 0.2
 # A scene name is a file name in a scene folder, nothing that could be a path.
 _SCENE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_TEXT = 200  # longest address or reason echoed in a reply
+# What a handler counts against a datagram's budget (OscServer max_dispatches,
+# 64) and the sender's rate, in plain parameter sets (~25 us each): a state
+# ramps every layer, a trigger schedules a voice's events, a status reply
+# builds and encodes the whole status.
+_COSTS = {"/state": 3, "/trigger": 2, "/status": 8, "/subscribe": 8}
 _MAX_REPLY_SOURCES = 256
 
 # Every message the API handles ends in exactly one of: applied, rejected,
@@ -330,7 +335,8 @@ class OscApi:
             f"{p}/unsubscribe": self._on_unsubscribe,
         }
         for address, handler in fixed.items():
-            self.server.add_handler(address, self._guard(handler))
+            cost = _COSTS.get(address.removeprefix(p), 1)
+            self.server.add_handler(address, self._guard(handler), cost)
         self._fixed = list(fixed)
         self.server.set_default_handler(self._on_unknown)
         self.server.on_handler_error = self._on_handler_error
@@ -373,6 +379,7 @@ class OscApi:
         parameters (after a scene change; the old ones are removed)."""
         p = self.prefix
         wanted: dict[str, Callable[[OscMessage, OscSender], None]] = {}
+        costs: dict[str, int] = {}
         families: dict[str, list[str]] = {"input": [], "state": [], "trigger": []}
         families["layer"] = []
         try:
@@ -385,9 +392,11 @@ class OscApi:
                 families["input"].append(name)
             for name in scene["states"]:
                 wanted[f"{p}/state/{name}"] = self._guard(self._state_handler(name))
+                costs[f"{p}/state/{name}"] = _COSTS["/state"]
                 families["state"].append(name)
             for name in scene["triggers"]:
                 wanted[f"{p}/trigger/{name}"] = self._guard(self._trigger_handler(name))
+                costs[f"{p}/trigger/{name}"] = _COSTS["/trigger"]
                 families["trigger"].append(name)
             program = self.engine.current
             playing = [n for n, layer in scene["layers"].items() if not layer["muted"]]
@@ -410,7 +419,7 @@ class OscApi:
         registered = set()
         for address, handler in wanted.items():
             try:
-                self.server.add_handler(address, handler)
+                self.server.add_handler(address, handler, costs.get(address, 1))
             except ValueError as error:  # a name OSC cannot carry
                 log.warning("not addressable over OSC: %s", error)
                 continue

@@ -28,8 +28,9 @@ What the receive path guarantees, whatever arrives:
   registered addresses at bounded cost (:mod:`engine.control.osc_pattern`),
   and refused if it matches more than ``max_pattern_matches`` of them;
 - a datagram calls at most ``max_dispatches`` handlers (64: its messages, with
-  patterns fanned out), or it is refused whole (``over_budget``), so no one
-  datagram holds the receive thread for long; each call takes a token;
+  patterns fanned out; a handler registered with a ``cost`` counts that
+  many), or it is refused whole (``over_budget``), so no one datagram holds
+  the receive thread for long; each call takes as many tokens;
 - each source (a UDP host and port, or a TCP connection) has a token bucket of
   ``rate_hz`` messages per second with ``burst`` in hand; over it, datagrams are
   dropped whole and counted (``rate_limited``), and other sources are served;
@@ -172,9 +173,15 @@ class _Registry:
     """Handlers at one moment: replaced whole on every change, so receive
     threads read a consistent snapshot without a lock."""
 
-    def __init__(self, handlers: dict[str, Handler], default: Handler | None) -> None:
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        default: Handler | None,
+        costs: dict[str, int] | None = None,
+    ) -> None:
         self.handlers = handlers
         self.default = default
+        self.costs = costs or {}  # addresses whose handler costs more than 1
         self._address_set: AddressSet | None = None
         self.pattern_cache: dict[str, tuple[str, ...]] = {}
 
@@ -357,33 +364,47 @@ class OscServer:
 
     # --- registration ---------------------------------------------------------
 
-    def add_handler(self, address: str, handler: Handler) -> None:
+    def add_handler(self, address: str, handler: Handler, cost: int = 1) -> None:
         """Call ``handler(message, sender)`` for messages to ``address`` (an
         exact address, and patterns that match it); replaces any handler there.
+
+        ``cost``: what one call counts against a datagram's ``max_dispatches``
+        and its source's tokens, in plain parameter sets (a handler that sends
+        a status bundle or schedules a dozen events costs more than 1).
 
         Raises ValueError if ``address`` is not a valid OSC method address.
         """
         problem = _address_problem(address)
         if problem is not None:
             raise ValueError(f"OscServer.add_handler: {address!r}: {problem}")
+        if not 1 <= cost <= self.max_dispatches:
+            raise ValueError(
+                f"OscServer.add_handler: {address!r}: cost {cost} is outside "
+                f"1..{self.max_dispatches} (max_dispatches)"
+            )
         with self._registry_lock:
             handlers = dict(self._registry.handlers)
             handlers[address] = handler
-            self._registry = _Registry(handlers, self._registry.default)
+            costs = {a: c for a, c in self._registry.costs.items() if a != address}
+            if cost != 1:
+                costs[address] = cost
+            self._registry = _Registry(handlers, self._registry.default, costs)
 
     def remove_handler(self, address: str) -> None:
         """Forget the handler of ``address`` (no error if there is none)."""
         with self._registry_lock:
             handlers = dict(self._registry.handlers)
             handlers.pop(address, None)
-            self._registry = _Registry(handlers, self._registry.default)
+            costs = {a: c for a, c in self._registry.costs.items() if a != address}
+            self._registry = _Registry(handlers, self._registry.default, costs)
 
     def set_default_handler(self, handler: Handler | None) -> None:
         """Call ``handler`` for messages no registered address takes (a plain
         address nobody handles, or a pattern matching none); counted as
         ``dispatched``. Without one they are counted as ``unknown_address``."""
         with self._registry_lock:
-            self._registry = _Registry(self._registry.handlers, handler)
+            registry = self._registry
+            self._registry = _Registry(registry.handlers, handler, registry.costs)
 
     @property
     def addresses(self) -> list[str]:
@@ -885,11 +906,13 @@ class OscServer:
                 continue
             targets = self._targets(message, registry)
             if isinstance(targets, tuple):
-                n_calls += len(targets) or 1
+                costs = registry.costs
+                n_calls += sum(costs.get(a, 1) for a, _ in targets) if targets else 1
             plan.append((message, targets))
-        # A datagram's cost is its handler calls (a pattern may fan out):
-        # bounded per datagram, so no one datagram holds the thread for long,
-        # and charged to the source's bucket, all or nothing.
+        # A datagram's cost is its handler calls (a pattern may fan out; some
+        # handlers count more): bounded per datagram, so no one datagram holds
+        # the thread for long, and charged to the source's bucket, all or
+        # nothing.
         if n_calls > self.max_dispatches:
             counts["over_budget"] += 1
             self._note(

@@ -325,6 +325,19 @@ def test_button_releases_are_ignored_not_errors(surface, client):
     assert surface.api.counters()["rejected"] == 0
 
 
+def test_a_bundle_of_status_requests_is_bounded_by_their_cost(surface, client):
+    """A status reply builds the whole status (~10 parameter sets' work): a
+    bundle may ask for 8, not 64."""
+    status = encode_message("/soundscape/status")
+    client.sendto(encode_bundle([status] * 9), (HOST, surface.port))
+    client.sendto(encode_bundle([status] * 8), (HOST, surface.port))
+    answers = [
+        m for m in replies(client, 200, timeout_s=2.0) if m.address.endswith("/scene")
+    ]
+    assert len(answers) == 8
+    assert surface.server.counters()["over_budget"] == 1
+
+
 def test_error_replies_are_rate_limited_per_sender(surface, client):
     for _ in range(200):
         client.sendto(encode_message("/soundscape/nope"), (HOST, surface.port))

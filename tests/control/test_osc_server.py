@@ -359,6 +359,29 @@ def test_a_datagram_calling_too_many_handlers_is_refused_whole(client):
         server.stop()
 
 
+def test_a_costly_handler_counts_its_cost_against_the_budget(client):
+    server = OscServer(port=0, max_dispatches=8).start()
+    try:
+        recorder = Recorder()
+        server.add_handler("/costly", recorder, cost=4)
+        server.add_handler("/cheap", recorder)
+        three = [encode_message("/costly", [k]) for k in range(3)]
+        send(client, server, encode_bundle(three))  # 12: refused
+        pair = [encode_message("/costly", [k]) for k in range(2)]
+        send(client, server, encode_bundle(pair))  # 8: handled
+        send(client, server, encode_message("/cheap", ["done"]))
+        assert wait_for(lambda: server.counters()["received"] == 3)
+        assert [m.args for m in recorder.messages] == [(0,), (1,), ("done",)]
+        assert server.counters()["over_budget"] == 1
+        server.add_handler("/costly", recorder)  # re-added: back to 1
+        send(client, server, encode_bundle(three))
+        assert wait_for(lambda: len(recorder.calls) == 6)
+        with pytest.raises(ValueError, match="cost 9 is outside 1..8"):
+            server.add_handler("/dear", recorder, cost=9)
+    finally:
+        server.stop()
+
+
 def test_add_handler_refuses_bad_addresses(server):
     for bad in ["x", "/a/*", "/a b", "/a//b"]:
         with pytest.raises(ValueError, match="add_handler"):
