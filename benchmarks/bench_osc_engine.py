@@ -535,6 +535,12 @@ def main() -> int:
     parser.add_argument(
         "--thread-nice", type=int, help="OSC receive threads (default: the surface's)"
     )
+    parser.add_argument(
+        "--freeze-gc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="freeze start-up objects out of collections, as the surface does",
+    )
     parser.add_argument("--send", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
@@ -564,7 +570,11 @@ def main() -> int:
         else defaults.switch_interval_s
     )
     nice = defaults.thread_nice if args.thread_nice is None else args.thread_nice
-    Playing.common = {"switch_interval_s": interval_s, "thread_nice": nice}
+    Playing.common = {
+        "switch_interval_s": interval_s,
+        "thread_nice": nice,
+        "freeze_gc": args.freeze_gc,
+    }
     machine = {
         "python": platform.python_version(),
         "cores": os.cpu_count(),
@@ -572,6 +582,7 @@ def main() -> int:
         "runs": args.runs,
         "switch_interval_ms": interval_s * 1000.0,
         "osc_thread_nice": nice,
+        "freeze_gc": args.freeze_gc,
     }
     print(f"machine: {machine}")
     results: dict = {"machine": machine}
