@@ -337,3 +337,26 @@ def test_timed_event_pushed_after_a_later_one_keeps_its_frame() -> None:
     np.testing.assert_array_equal(x, reference)
     assert onset(x) == 2001 + engine.latency_frames
     assert engine.ctl[C_EVENTS_LATE] == 0
+
+
+def test_cancel_withdraws_tagged_events_and_later_ones_with_the_tag_stay() -> None:
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(3000.0, 0.0))
+    engine.render(1000)
+    engine.schedule(5000, "tone", "amplitude", 0.25, kind=EV_SET_NOW, tag="x")
+    engine.schedule(5000, "tone", "amplitude", 0.5, kind=EV_SET_NOW, tag="y")
+    assert engine.cancel("x") == 1
+    assert engine.cancel("x") == 0
+    assert engine.cancel("y") == 1
+    assert not engine.render(6000)[:, 0].any()  # neither applied
+    engine.schedule(9001, "tone", "amplitude", 0.25, kind=EV_SET_NOW, tag="x")
+    x = engine.render(4000)[:, 0]
+    start = 9001 + engine.latency_frames - 7000
+    assert onset(x) in (start, start + 1)  # +1 if the sine starts at a zero
+    # Timers cancelled and set again and again (a sleep timer over OSC), due
+    # hours ahead: the heap does not keep every cancelled one.
+    for _ in range(5000):
+        engine.cancel("sleep")
+        engine.schedule(10**9, "tone", "amplitude", 0.1, tag="sleep")
+    assert len(engine._scheduled) <= 2048
+    assert engine.cancel("sleep") == 1
