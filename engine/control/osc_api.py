@@ -80,10 +80,12 @@ MAX_FADE_S = 600.0
 MAX_SLEEP_S = 24 * 3600.0
 DEFAULT_SUBSCRIBE_RATE_HZ = 10.0
 DEFAULT_ERROR_REPLIES_PER_S = 20.0
-# Events for the next this-many seconds go to the audio thread's ring at once
-# (the live player's pump does the same every 10 ms; doing it in the handler
-# saves that wait for messages without a timetag).
-PUMP_AHEAD_S = 0.2
+# A handler moves the events due in the next this-many seconds to the audio
+# thread's ring at once, which saves messages without a timetag the wait for
+# the live player's pump (every 10 ms, 200 ms ahead). Only that far: the pump
+# delivers timed ones (50 ms of timetag latency), and a handler that moved
+# every event due within 200 ms took milliseconds under a stream of bundles.
+PUMP_AHEAD_S = 0.01
 # A scene name is a file name in a scene folder, nothing that could be a path.
 _SCENE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_TEXT = 200  # longest address or reason echoed in a reply
