@@ -293,7 +293,12 @@ class Engine:
             # Stale events due hours ahead (a sleep timer) would pile up:
             # sweep them out once they are half the heap (amortised O(1)).
             if self._stale > max(1024, len(self._scheduled) // 2):
-                self._scheduled = [e for e in self._scheduled if not self._is_stale(e)]
+                epochs = self._tag_epochs
+                self._scheduled = [
+                    e
+                    for e in self._scheduled
+                    if e.tag is None or e.tag[1] == epochs.get(e.tag[0], 0)
+                ]
                 heapq.heapify(self._scheduled)
                 self._stale = 0
             return withdrawn
