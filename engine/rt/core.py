@@ -38,20 +38,19 @@ from engine.dsp.layout import (
     P_TARGET,
 )
 from engine.rt.ring import (
-    EV_DONE,
     EV_GENERATION,
     EV_INDEX,
     EV_KIND,
     EV_RAMP,
     EV_SET,
     EV_SET_NOW,
-    EV_TIME,
     EV_TRIGGER,
     EV_VALUE,
     NO_EVENT,
-    RING_READ,
-    RING_WRITE,
-    ring_release_done,
+    ring_head,
+    ring_next_due,
+    ring_pop_head,
+    ring_take,
 )
 
 # ctl fields.
@@ -132,30 +131,21 @@ def _apply_event(ring, index, slot0, slot1, master):
 
 @njit(**JIT_INLINE)
 def _apply_due(ring, ring_pos, now, block_start, ctl, slot0, slot1, master):
-    """Apply every unread event due at or before frame ``now`` (in the order
-    pushed) and mark it done; return the frame of the next one not yet due,
-    or ``NO_EVENT``. One pass over the unread records: they need not be in
-    time order (see engine.rt.ring)."""
-    mask = ring.shape[0] - 1
-    write = ring_pos[RING_WRITE]
-    next_due = NO_EVENT
-    for position in range(ring_pos[RING_READ], write):
-        index = position & mask
-        if ring[index, EV_KIND] == EV_DONE:
-            continue
-        due = np.int64(ring[index, EV_TIME])
-        if due > now:
-            next_due = min(next_due, due)
-            continue
+    """Take new events from the ring, apply every one due at or before frame
+    ``now`` (in frame order, then the order pushed); return the frame of the
+    next one, or ``NO_EVENT`` (see engine.rt.ring)."""
+    ring_take(ring, ring_pos)
+    while True:
+        due = ring_next_due(ring, ring_pos)
+        if due == NO_EVENT or due > now:
+            return due
         if 0 <= due < block_start:
             ctl[C_EVENTS_LATE] += 1
-        if _apply_event(ring, index, slot0, slot1, master):
+        if _apply_event(ring, ring_head(ring, ring_pos), slot0, slot1, master):
             ctl[C_EVENTS_APPLIED] += 1
         else:
             ctl[C_EVENTS_ORPHANED] += 1
-        ring[index, EV_KIND] = EV_DONE
-    ring_release_done(ring, ring_pos)
-    return next_due
+        ring_pop_head(ring_pos)
 
 
 @njit(**JIT_INLINE)
