@@ -13,7 +13,8 @@ table's head whenever it is due. So an immediate message pushed behind an
 event timed 150 ms ahead lands in the next block instead of waiting behind
 it, and ring slots are free again at once. A record arriving in time order
 (the usual case: the pump sends them sorted) goes to the table's tail in one
-step; one that must go before others shifts them, one row each. Records due at
+step, one due before everything waiting (an immediate event) to its head in
+one step; one that must go between others shifts the later ones, a row each. Records due at
 the same frame apply in the order they were pushed (a ramp follows the set
 that names its target). With the table full (``capacity`` events waiting), new
 records stay in the ring until a slot frees.
@@ -74,21 +75,41 @@ def ring_take(ring, ring_pos):
     while read < write and count < capacity:
         source = read & mask
         due = ring[source, EV_TIME]
-        # From the tail back past every later record, moving each up a row.
+        # j: how many waiting records go before it (those due at or before
+        # it: the same frame keeps the order pushed). Found from the nearer
+        # end, and the rows on that side move a row to make room.
         j = count
-        while j > 0:
-            before = capacity + ((head + j - 1) & mask)
-            if ring[before, EV_TIME] <= due:
-                break
-            after = capacity + ((head + j) & mask)
-            for field in range(EV_WIDTH):
-                ring[after, field] = ring[before, field]
-            j -= 1
+        if count > 0:
+            first = ring[capacity + (head & mask), EV_TIME]
+            last = ring[capacity + ((head + count - 1) & mask), EV_TIME]
+            if due < first:  # before everything: an immediate event
+                head -= 1
+                j = 0
+            elif due < last and due - first < last - due:
+                j = 0
+                while ring[capacity + ((head + j) & mask), EV_TIME] <= due:
+                    j += 1
+                for i in range(j):  # the front moves back a row
+                    to_row = capacity + ((head + i - 1) & mask)
+                    from_row = capacity + ((head + i) & mask)
+                    for field in range(EV_WIDTH):
+                        ring[to_row, field] = ring[from_row, field]
+                head -= 1
+            elif due < last:  # the tail moves up a row
+                while j > 0:
+                    before = capacity + ((head + j - 1) & mask)
+                    if ring[before, EV_TIME] <= due:
+                        break
+                    after = capacity + ((head + j) & mask)
+                    for field in range(EV_WIDTH):
+                        ring[after, field] = ring[before, field]
+                    j -= 1
         row = capacity + ((head + j) & mask)
         for field in range(EV_WIDTH):
             ring[row, field] = ring[source, field]
         count += 1
         read += 1
+    ring_pos[RING_WAIT_HEAD] = head
     ring_pos[RING_WAIT_COUNT] = count
     ring_pos[RING_READ] = read
 
