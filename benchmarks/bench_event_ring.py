@@ -5,7 +5,8 @@
 A 440 Hz sine, offline, 128-frame blocks at 48 kHz. N events (amplitude sets,
 each on its own frame) are pumped 200 ms ahead into the ring, as the live pump
 does, and 63 blocks are rendered: mean and max microseconds a block (best of
-five). Every event splits its block, so part of the cost is the extra
+five); in the last case 8 immediate events also arrive before each block,
+behind all the waiting ones. Every event splits its block, so part of the cost is the extra
 segments; the rest is the audio thread taking records into its waiting table
 and finding the next one due (engine/rt/ring.py).
 """
@@ -30,7 +31,8 @@ from engine.rt.ring import EV_SET_NOW
 
 RATE = 48000
 BLOCK = 128
-CASES = ((0, 1), (500, 16), (2000, 4), (4000, 2))  # events, frames apart
+# (events waiting, frames apart, immediate events pushed before each block)
+CASES = ((0, 1, 0), (500, 16, 0), (2000, 4, 0), (4000, 2, 0), (4000, 2, 8))
 
 
 def tone() -> Graph:
@@ -39,7 +41,7 @@ def tone() -> Graph:
     return g
 
 
-def measure(n_events: int, spacing: int, repeats: int = 5) -> dict:
+def measure(n_events: int, spacing: int, immediate: int, repeats: int = 5) -> dict:
     runs = []
     for _ in range(repeats):
         engine = Engine(sample_rate=RATE)
@@ -53,6 +55,9 @@ def measure(n_events: int, spacing: int, repeats: int = 5) -> dict:
         out = np.zeros(BLOCK * 2, dtype=np.float32)
         blocks_ns = []
         for _ in range(63):
+            for k in range(immediate):  # behind every waiting event
+                engine.schedule(None, "tone", "amplitude", 0.1 + 0.0001 * k)
+            engine.pump(0)
             started_ns = time.perf_counter_ns()
             engine.render_into(out, BLOCK)
             blocks_ns.append(time.perf_counter_ns() - started_ns)
@@ -61,6 +66,7 @@ def measure(n_events: int, spacing: int, repeats: int = 5) -> dict:
         "events_waiting": n_events,
         "frames_apart": spacing,
         "events_per_block": BLOCK // spacing if n_events else 0,
+        "immediate_per_block": immediate,
         "mean_us_per_block": round(min(r[0] for r in runs), 1),
         "max_us_per_block": round(min(r[1] for r in runs), 1),
         "budget_us": round(1e6 * BLOCK / RATE, 1),
@@ -72,11 +78,15 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "benchmarks/out/event_ring.json"))
     args = parser.parse_args()
     print(f"python {platform.python_version()}, {platform.machine()}")
-    rows = [measure(n, spacing) for n, spacing in CASES]
-    print(f"{'events waiting':>14} {'per block':>9} {'mean us':>8} {'max us':>8}")
+    rows = [measure(*case) for case in CASES]
+    print(
+        f"{'events waiting':>14} {'due per block':>13} {'immediate':>9} "
+        f"{'mean us':>8} {'max us':>8}"
+    )
     for row in rows:
         print(
-            f"{row['events_waiting']:>14} {row['events_per_block']:>9} "
+            f"{row['events_waiting']:>14} {row['events_per_block']:>13} "
+            f"{row['immediate_per_block']:>9} "
             f"{row['mean_us_per_block']:>8} {row['max_us_per_block']:>8}"
         )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
