@@ -82,13 +82,20 @@ MAX_FADE_S = 600.0
 MAX_SLEEP_S = 24 * 3600.0
 DEFAULT_SUBSCRIBE_RATE_HZ = 10.0
 DEFAULT_ERROR_REPLIES_PER_S = 20.0
-# Events for the next this-many seconds go to the audio thread's ring at once
-# (the live player's pump does the same every 10 ms; doing it in the handler
-# saves that wait for messages without a timetag).
-PUMP_AHEAD_S = 0.2
+# A handler moves the events due in the next this-many seconds to the audio
+# thread's ring at once, which saves messages without a timetag the wait for
+# the live player's pump (every 10 ms, 200 ms ahead). Only that far: the pump
+# delivers timed ones (50 ms of timetag latency), and a handler that moved
+# every event due within 200 ms took milliseconds under a stream of bundles.
+PUMP_AHEAD_S = 0.01
 # A scene name is a file name in a scene folder, nothing that could be a path.
 _SCENE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_TEXT = 200  # longest address or reason echoed in a reply
+# What a handler counts against a datagram's budget (OscServer max_dispatches,
+# 64) and the sender's rate, in plain parameter sets (~25 us each): a state
+# ramps every layer, a trigger schedules a voice's events, a status reply
+# builds and encodes the whole status.
+_COSTS = {"/state": 3, "/trigger": 2, "/status": 8, "/subscribe": 8}
 _MAX_REPLY_SOURCES = 256
 
 # Every message the API handles ends in exactly one of: applied, rejected,
@@ -265,6 +272,7 @@ class OscApi:
         error_replies_per_s: error and warning replies per destination.
         on_stop: serves ``/stop``: starts the fade-out and returns its length
             in seconds (None: ``/stop`` is refused).
+        on_scene_loaded: called on the loader thread after each scene load.
     """
 
     def __init__(
@@ -280,6 +288,7 @@ class OscApi:
         max_subscribers: int = 8,
         error_replies_per_s: float = DEFAULT_ERROR_REPLIES_PER_S,
         on_stop: Callable[[], float] | None = None,
+        on_scene_loaded: Callable[[], None] | None = None,
     ) -> None:
         check_prefix(prefix)
         if prefix.endswith("/"):
@@ -314,6 +323,7 @@ class OscApi:
         self._stop = threading.Event()
         self._installed = False
         self._fixed: list[str] = []
+        self.on_scene_loaded = on_scene_loaded
 
     # Life cycle ----------------------------------------------------------------
 
@@ -335,7 +345,8 @@ class OscApi:
             f"{p}/stop": self._on_stop,
         }
         for address, handler in fixed.items():
-            self.server.add_handler(address, self._guard(handler))
+            cost = _COSTS.get(address.removeprefix(p), 1)
+            self.server.add_handler(address, self._guard(handler), cost)
         self._fixed = list(fixed)
         self.server.set_default_handler(self._on_unknown)
         self.server.on_handler_error = self._on_handler_error
@@ -378,6 +389,7 @@ class OscApi:
         parameters (after a scene change; the old ones are removed)."""
         p = self.prefix
         wanted: dict[str, Callable[[OscMessage, OscSender], None]] = {}
+        costs: dict[str, int] = {}
         families: dict[str, list[str]] = {"input": [], "state": [], "trigger": []}
         families["layer"] = []
         try:
@@ -390,9 +402,11 @@ class OscApi:
                 families["input"].append(name)
             for name in scene["states"]:
                 wanted[f"{p}/state/{name}"] = self._guard(self._state_handler(name))
+                costs[f"{p}/state/{name}"] = _COSTS["/state"]
                 families["state"].append(name)
             for name in scene["triggers"]:
                 wanted[f"{p}/trigger/{name}"] = self._guard(self._trigger_handler(name))
+                costs[f"{p}/trigger/{name}"] = _COSTS["/trigger"]
                 families["trigger"].append(name)
             program = self.engine.current
             playing = [n for n, layer in scene["layers"].items() if not layer["muted"]]
@@ -415,7 +429,7 @@ class OscApi:
         registered = set()
         for address, handler in wanted.items():
             try:
-                self.server.add_handler(address, handler)
+                self.server.add_handler(address, handler, costs.get(address, 1))
             except ValueError as error:  # a name OSC cannot carry
                 log.warning("not addressable over OSC: %s", error)
                 continue
@@ -657,6 +671,8 @@ class OscApi:
                         return
                 self.player.load(path, fade_s)
                 self.refresh_addresses()
+                if self.on_scene_loaded is not None:
+                    self.on_scene_loaded()
             except Exception as error:  # noqa: BLE001 - the loader must live
                 self._count("scene_load_errors")
                 self.reply_problem("error", address, f"scene {name!r}: {error}", sender)

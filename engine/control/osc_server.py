@@ -27,6 +27,10 @@ What the receive path guarantees, whatever arrives:
 - an exact address is one dict lookup; a pattern is matched against the
   registered addresses at bounded cost (:mod:`engine.control.osc_pattern`),
   and refused if it matches more than ``max_pattern_matches`` of them;
+- a datagram calls at most ``max_dispatches`` handlers (64: its messages, with
+  patterns fanned out; a handler registered with a ``cost`` counts that
+  many), or it is refused whole (``over_budget``), so no one datagram holds
+  the receive thread for long; each call takes as many tokens;
 - each source (a UDP host and port, or a TCP connection) has a token bucket of
   ``rate_hz`` messages per second with ``burst`` in hand; over it, datagrams are
   dropped whole and counted (``rate_limited``), and other sources are served;
@@ -34,7 +38,9 @@ What the receive path guarantees, whatever arrives:
 - binding to anything but loopback needs ``allow_networks``; sources outside
   them are dropped without a reply, and nothing is sent to them;
 - each datagram's handling time is measured: ``max_handling_us``, and
-  ``slow_handlings`` over 5 ms (a handler doing too much shows up here).
+  ``slow_handlings`` over 5 ms; ``slow_handlings_working`` counts those in
+  which the thread itself ran 5 ms (a handler doing too much shows up there;
+  the rest waited for the GIL, a lock or the CPU).
 
 Latency: a handler runs about 0.1 ms after the datagram is sent; beside a busy
 Python thread, about one GIL switch interval (5 ms by default), so a process
@@ -51,13 +57,14 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import select
 import selectors
 import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,13 +109,18 @@ DEFAULT_RATE_HZ = 2000.0
 DEFAULT_BURST = 500.0
 DEFAULT_TIMETAG_HORIZON_S = 10.0
 DEFAULT_MAX_PATTERN_MATCHES = 64
+# Handler calls one datagram may make (its messages, patterns fanned out): far
+# more than a game sends at once, and few enough that the longest datagram is
+# handled in a few milliseconds even on a loaded machine.
+DEFAULT_MAX_DISPATCHES = 64
 DEFAULT_MAX_TCP_CONNECTIONS = 16
 _MAX_SOURCES = 1024  # token buckets kept; the least recently seen goes first
 _TCP_SEND_TIMEOUT_S = 0.05  # a TCP peer that does not read its replies is dropped
+_TOO_FAR = object()  # in a datagram's plan: the message's bundle is refused
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 # Every datagram (or TCP frame) ends in exactly one of: refused_source,
-# oversize, rate_limited, malformed, parsed. Every parsed message ends in
+# oversize, rate_limited, malformed, over_budget, parsed. Every parsed message ends in
 # exactly one of: dispatched, handler_errors, unknown_address,
 # pattern_refused, too_far_ahead.
 COUNTER_NAMES = (
@@ -117,6 +129,7 @@ COUNTER_NAMES = (
     "oversize",
     "rate_limited",
     "malformed",
+    "over_budget",
     "parsed",
     "messages",
     "dispatched",
@@ -131,10 +144,15 @@ COUNTER_NAMES = (
     "replies_failed",
     "replies_refused",
     "slow_handlings",
+    "slow_handlings_working",
     "max_handling_us",
+    "max_handling_cpu_us",
 )
 # A datagram whose handling (parse, checks, every handler) takes longer than
 # this is counted in "slow_handlings"; "max_handling_us" keeps the longest.
+# "slow_handlings_working" counts those in which the receive thread itself ran
+# that long (its CPU time, "max_handling_cpu_us"): the others spent the time
+# waiting, for the GIL, a lock, or a CPU the machine gave to other work.
 SLOW_HANDLING_NS = 5_000_000
 
 
@@ -155,9 +173,15 @@ class _Registry:
     """Handlers at one moment: replaced whole on every change, so receive
     threads read a consistent snapshot without a lock."""
 
-    def __init__(self, handlers: dict[str, Handler], default: Handler | None) -> None:
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        default: Handler | None,
+        costs: dict[str, int] | None = None,
+    ) -> None:
         self.handlers = handlers
         self.default = default
+        self.costs = costs or {}  # addresses whose handler costs more than 1
         self._address_set: AddressSet | None = None
         self.pattern_cache: dict[str, tuple[str, ...]] = {}
 
@@ -240,12 +264,19 @@ class OscServer:
         rate_hz, burst: each source's token bucket, in messages.
         max_datagram_bytes: larger datagrams and TCP frames are refused whole.
         limits: parser limits (:class:`OscLimits`); its datagram size is
-            overridden by ``max_datagram_bytes``.
+            overridden by ``max_datagram_bytes``, its messages capped at
+            ``max_dispatches``.
         allow_networks: source networks accepted (CIDR strings) besides
             loopback; required to bind anything but a loopback address.
         timetag_horizon_s: bundles timed further ahead are refused (None: any).
         max_pattern_matches: a pattern matching more handlers is refused.
+        max_dispatches: a datagram calling more handlers (its messages,
+            patterns fanned out) is refused whole.
         max_tcp_connections: further connections are closed at once.
+        thread_nice: the receive threads' nice value (e.g. -10), so that on a
+            busy machine they run as soon as a datagram arrives; None leaves
+            them as they are. Needs CAP_SYS_NICE (or RLIMIT_NICE) to go below
+            0; refused, the threads keep theirs (``priority_refused``).
         on_handler_error: called as ``(message, sender, exception)`` on the
             receive thread after a handler raised (for an error reply).
     """
@@ -264,7 +295,9 @@ class OscServer:
         allow_networks: Sequence[str] = (),
         timetag_horizon_s: float | None = DEFAULT_TIMETAG_HORIZON_S,
         max_pattern_matches: int = DEFAULT_MAX_PATTERN_MATCHES,
+        max_dispatches: int = DEFAULT_MAX_DISPATCHES,
         max_tcp_connections: int = DEFAULT_MAX_TCP_CONNECTIONS,
+        thread_nice: int | None = None,
         on_handler_error: Callable[[OscMessage, OscSender, BaseException], None]
         | None = None,
     ) -> None:
@@ -293,14 +326,22 @@ class OscServer:
         self.rate_hz = rate_hz
         self.burst = burst
         self.max_datagram_bytes = max_datagram_bytes
+        limits = limits or OscLimits()
+        # A datagram with more messages would be over budget anyway: the
+        # parser stops at the first one too many instead of parsing them all.
         self.limits = dataclasses.replace(
-            limits or OscLimits(), max_datagram_bytes=max_datagram_bytes
+            limits,
+            max_datagram_bytes=max_datagram_bytes,
+            max_messages=min(limits.max_messages, max_dispatches),
         )
         self.allow_networks = tuple(networks)
         self._remote = not ipaddress.ip_address(bind_address[0]).is_loopback
         self.timetag_horizon_s = timetag_horizon_s
         self.max_pattern_matches = max_pattern_matches
+        self.max_dispatches = max_dispatches
         self.max_tcp_connections = max_tcp_connections
+        self.thread_nice = thread_nice
+        self.priority_refused = False
         self.on_handler_error = on_handler_error
 
         self._registry = _Registry({}, None)
@@ -313,6 +354,9 @@ class OscServer:
         self._shared_counts = dict.fromkeys(COUNTER_NAMES, 0)
         self._shared_lock = threading.Lock()
         self._errors: deque[str] = deque(maxlen=32)
+        # On a receive thread while it handles a datagram: the replies to send
+        # after it (see send_packet).
+        self._local = threading.local()
         self._last_log_s = 0.0
         self._running = False
         self._stopping = threading.Event()
@@ -320,33 +364,47 @@ class OscServer:
 
     # --- registration ---------------------------------------------------------
 
-    def add_handler(self, address: str, handler: Handler) -> None:
+    def add_handler(self, address: str, handler: Handler, cost: int = 1) -> None:
         """Call ``handler(message, sender)`` for messages to ``address`` (an
         exact address, and patterns that match it); replaces any handler there.
+
+        ``cost``: what one call counts against a datagram's ``max_dispatches``
+        and its source's tokens, in plain parameter sets (a handler that sends
+        a status bundle or schedules a dozen events costs more than 1).
 
         Raises ValueError if ``address`` is not a valid OSC method address.
         """
         problem = _address_problem(address)
         if problem is not None:
             raise ValueError(f"OscServer.add_handler: {address!r}: {problem}")
+        if not 1 <= cost <= self.max_dispatches:
+            raise ValueError(
+                f"OscServer.add_handler: {address!r}: cost {cost} is outside "
+                f"1..{self.max_dispatches} (max_dispatches)"
+            )
         with self._registry_lock:
             handlers = dict(self._registry.handlers)
             handlers[address] = handler
-            self._registry = _Registry(handlers, self._registry.default)
+            costs = {a: c for a, c in self._registry.costs.items() if a != address}
+            if cost != 1:
+                costs[address] = cost
+            self._registry = _Registry(handlers, self._registry.default, costs)
 
     def remove_handler(self, address: str) -> None:
         """Forget the handler of ``address`` (no error if there is none)."""
         with self._registry_lock:
             handlers = dict(self._registry.handlers)
             handlers.pop(address, None)
-            self._registry = _Registry(handlers, self._registry.default)
+            costs = {a: c for a, c in self._registry.costs.items() if a != address}
+            self._registry = _Registry(handlers, self._registry.default, costs)
 
     def set_default_handler(self, handler: Handler | None) -> None:
         """Call ``handler`` for messages no registered address takes (a plain
         address nobody handles, or a pattern matching none); counted as
         ``dispatched``. Without one they are counted as ``unknown_address``."""
         with self._registry_lock:
-            self._registry = _Registry(self._registry.handlers, handler)
+            registry = self._registry
+            self._registry = _Registry(registry.handlers, handler, registry.costs)
 
     @property
     def addresses(self) -> list[str]:
@@ -418,7 +476,7 @@ class OscServer:
         with self._shared_lock:
             for counts in self._thread_counts:
                 for name, value in counts.items():
-                    if name == "max_handling_us":
+                    if name.startswith("max_"):
                         value = max(value - self._shared_counts[name], 0)
                     self._shared_counts[name] += value
         self._thread_counts = []
@@ -501,7 +559,7 @@ class OscServer:
             total = dict(self._shared_counts)
         for counts in list(self._thread_counts):
             for name, value in list(counts.items()):
-                if name == "max_handling_us":
+                if name.startswith("max_"):
                     total[name] = max(total[name], value)
                 else:
                     total[name] += value
@@ -554,14 +612,28 @@ class OscServer:
         return self.send_packet(to, encode_message(address, args, typetags))
 
     def send_packet(self, to: OscSender | tuple[str, int], packet: bytes) -> bool:
-        """Send an encoded message or bundle; see :meth:`reply`."""
+        """Send an encoded message or bundle; see :meth:`reply`.
+
+        Called by a handler, the packet goes out when the handler's datagram
+        has been handled (and True means it is queued): a send gives up the
+        GIL, and beside a busy Python thread getting it back costs a switch
+        interval, which must not come between a bundle's messages.
+        """
+        host = to.host if isinstance(to, OscSender) else to[0]
+        if not self._allowed(host):
+            self._count_shared("replies_refused")
+            return False
+        deferred = getattr(self._local, "deferred", None)
+        if deferred is not None:
+            deferred.append((to, packet))
+            return True
+        return self._send_now(to, packet)
+
+    def _send_now(self, to: OscSender | tuple[str, int], packet: bytes) -> bool:
         if isinstance(to, OscSender):
             host, port, connection = to.host, to.port, to._connection
         else:
             (host, port), connection = to, None
-        if not self._allowed(host):
-            self._count_shared("replies_refused")
-            return False
         try:
             if connection is not None:
                 return self._send_tcp(connection, packet)
@@ -602,9 +674,24 @@ class OscServer:
 
     # --- receiving ------------------------------------------------------------
 
+    def _raise_priority(self) -> None:
+        """Give this receive thread ``thread_nice`` (Linux: per thread)."""
+        if self.thread_nice is None:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.thread_nice)
+        except (OSError, AttributeError) as error:  # no CAP_SYS_NICE, not Linux
+            self.priority_refused = True
+            log.info(
+                "OSC receive thread keeps its priority (nice %d refused: %s)",
+                self.thread_nice,
+                error,
+            )
+
     def _guarded(
         self, loop: Callable, counts: dict[str, int], wakeup: socket.socket
     ) -> None:
+        self._raise_priority()
         # The outermost catch-all: a bug in a loop must not end the thread.
         while not self._stopping.is_set():
             try:
@@ -753,14 +840,25 @@ class OscServer:
         counts: dict[str, int],
     ) -> None:
         started_ns = time.monotonic_ns()
+        started_cpu_ns = time.thread_time_ns()
+        deferred: list[tuple[OscSender | tuple[str, int], bytes]] = []
+        self._local.deferred = deferred
         try:
             self._receive(data, n_bytes, sender, source, buckets, counts)
         finally:
+            self._local.deferred = None
             took_ns = time.monotonic_ns() - started_ns
+            ran_ns = time.thread_time_ns() - started_cpu_ns
             if took_ns > SLOW_HANDLING_NS:
                 counts["slow_handlings"] += 1
+                if ran_ns > SLOW_HANDLING_NS:
+                    counts["slow_handlings_working"] += 1
             if took_ns > counts["max_handling_us"] * 1000:
                 counts["max_handling_us"] = took_ns // 1000
+            if ran_ns > counts["max_handling_cpu_us"] * 1000:
+                counts["max_handling_cpu_us"] = ran_ns // 1000
+            for to, packet in deferred:  # replies, once every message applied
+                self._send_now(to, packet)
 
     def _receive(
         self,
@@ -794,61 +892,87 @@ class OscServer:
             counts["malformed"] += 1
             self._note(f"malformed from {sender.host}:{sender.port}: {error}")
             return
-        # ... and the rest for a bundle's other messages, all or nothing.
-        if len(messages) > 1 and not buckets.take(source, len(messages) - 1, now_s):
-            counts["rate_limited"] += 1
-            return
-        counts["parsed"] += 1
-        counts["messages"] += len(messages)
         registry = self._registry
         horizon_s = self.timetag_horizon_s
+        plan: list[tuple[OscMessage, Any]] = []
+        n_calls = 0
         for message in messages:
             if (
                 horizon_s is not None
                 and message.timetag is not None
                 and ntp_to_unix(message.timetag) - time.time() > horizon_s
             ):
+                plan.append((message, _TOO_FAR))
+                continue
+            targets = self._targets(message, registry)
+            if isinstance(targets, tuple):
+                costs = registry.costs
+                n_calls += sum(costs.get(a, 1) for a, _ in targets) if targets else 1
+            plan.append((message, targets))
+        # A datagram's cost is its handler calls (a pattern may fan out; some
+        # handlers count more): bounded per datagram, so no one datagram holds
+        # the thread for long, and charged to the source's bucket, all or
+        # nothing.
+        if n_calls > self.max_dispatches:
+            counts["over_budget"] += 1
+            self._note(
+                f"from {sender.host}:{sender.port}: {len(messages)} messages "
+                f"calling {n_calls} handlers, over the limit of "
+                f"{self.max_dispatches} a datagram; refused (send fewer at once)"
+            )
+            return
+        if n_calls > 1 and not buckets.take(source, n_calls - 1, now_s):
+            counts["rate_limited"] += 1
+            return
+        counts["parsed"] += 1
+        counts["messages"] += len(messages)
+        for message, targets in plan:
+            if isinstance(targets, tuple):
+                self._call(message, sender, targets, registry, counts)
+            elif targets is _TOO_FAR:
                 counts["too_far_ahead"] += 1
                 self._note(
                     f"{message.address} from {sender.host}:{sender.port}: bundle "
                     f"timed more than {horizon_s:g} s ahead refused"
                 )
-                continue
-            self._dispatch(message, sender, registry, counts)
+            else:
+                counts["pattern_refused"] += 1
+                self._note(f"from {sender.host}:{sender.port}: {targets}")
 
-    def _dispatch(
+    def _targets(
+        self, message: OscMessage, registry: _Registry
+    ) -> tuple[tuple[str, Handler], ...] | str:
+        """The handlers ``message`` goes to (empty: none matches), or why its
+        pattern is refused."""
+        handler = registry.handlers.get(message.address)
+        if handler is not None:
+            return ((message.address, handler),)
+        if not is_pattern(message.address):
+            return ()
+        addresses = registry.pattern_cache.get(message.address)
+        if addresses is None:
+            try:
+                addresses = tuple(registry.address_set.match(message.address))
+            except PatternError as error:
+                return str(error)
+            if len(registry.pattern_cache) >= 256:
+                registry.pattern_cache.clear()
+            registry.pattern_cache[message.address] = addresses
+        if len(addresses) > self.max_pattern_matches:
+            return (
+                f"pattern {message.address} matches {len(addresses)} addresses, "
+                f"over the limit of {self.max_pattern_matches}"
+            )
+        return tuple((a, registry.handlers[a]) for a in addresses)
+
+    def _call(
         self,
         message: OscMessage,
         sender: OscSender,
+        targets: tuple[tuple[str, Handler], ...],
         registry: _Registry,
         counts: dict[str, int],
     ) -> None:
-        handler = registry.handlers.get(message.address)
-        if handler is not None:
-            targets: Iterable[tuple[str, Handler]] = ((message.address, handler),)
-        elif is_pattern(message.address):
-            addresses = registry.pattern_cache.get(message.address)
-            if addresses is None:
-                try:
-                    addresses = tuple(registry.address_set.match(message.address))
-                except PatternError as error:
-                    counts["pattern_refused"] += 1
-                    self._note(f"from {sender.host}:{sender.port}: {error}")
-                    return
-                if len(registry.pattern_cache) >= 256:
-                    registry.pattern_cache.clear()
-                registry.pattern_cache[message.address] = addresses
-            if len(addresses) > self.max_pattern_matches:
-                counts["pattern_refused"] += 1
-                self._note(
-                    f"pattern {message.address} from {sender.host}:{sender.port} "
-                    f"matches {len(addresses)} addresses, over the limit of "
-                    f"{self.max_pattern_matches}"
-                )
-                return
-            targets = [(a, registry.handlers[a]) for a in addresses]
-        else:
-            targets = ()
         if not targets:
             if registry.default is None:
                 counts["unknown_address"] += 1

@@ -26,7 +26,7 @@ from engine.rt.pointers import (
     address_of,
     voidptr_as_int64_array,
 )
-from engine.rt.ring import EV_WIDTH
+from engine.rt.ring import EV_WIDTH, RING_POS_WIDTH
 from engine.rt.stats import STATS_SIZE, rt_stats_begin, rt_stats_end
 
 # Per-program fields, at offsets T_SLOT0 / T_SLOT1 / T_MASTER.
@@ -103,7 +103,9 @@ def audio_callback(
         (table[T_RING_CAPACITY], EV_WIDTH),
         np.float64,
     )
-    ring_pos = carray(address_as_voidptr(table[T_RING_POS]), (2,), np.int64)
+    ring_pos = carray(
+        address_as_voidptr(table[T_RING_POS]), (RING_POS_WIDTH,), np.int64
+    )
     first = ctl[C_FRAME] * channels
     # Read the switch counter before the slot views: the control thread rewrites
     # a slot's table entries first and bumps the counter last.

@@ -48,9 +48,10 @@ from engine.rt.ring import (
     EV_TRIGGER,
     EV_VALUE,
     NO_EVENT,
-    ring_peek_time,
-    ring_pop,
-    ring_release,
+    ring_head,
+    ring_next_due,
+    ring_pop_head,
+    ring_take,
 )
 
 # ctl fields.
@@ -133,6 +134,25 @@ def _apply_event(ring, index, slot0, slot1, master):
     elif kind != EV_SET:
         return False
     return True
+
+
+@njit(**JIT_INLINE)
+def _apply_due(ring, ring_pos, now, block_start, ctl, slot0, slot1, master):
+    """Take new events from the ring, apply every one due at or before frame
+    ``now`` (in frame order, then the order pushed); return the frame of the
+    next one, or ``NO_EVENT`` (see engine.rt.ring)."""
+    ring_take(ring, ring_pos)
+    while True:
+        due = ring_next_due(ring, ring_pos)
+        if due == NO_EVENT or due > now:
+            return due
+        if 0 <= due < block_start:
+            ctl[C_EVENTS_LATE] += 1
+        if _apply_event(ring, ring_head(ring, ring_pos), slot0, slot1, master):
+            ctl[C_EVENTS_APPLIED] += 1
+        else:
+            ctl[C_EVENTS_ORPHANED] += 1
+        ring_pop_head(ring_pos)
 
 
 @njit(**JIT_INLINE)
@@ -227,19 +247,11 @@ def render_block(
     max_segment = min(slot0[3].shape[1], slot1[3].shape[1], master[3].shape[1])
     pos = 0
     while pos < n_frames:
-        # Events due at or before this frame apply now.
-        while True:
-            due = ring_peek_time(ring, ring_pos)
-            if due == NO_EVENT or due > block_start + pos:
-                break
-            if 0 <= due < block_start:
-                ctl[C_EVENTS_LATE] += 1
-            index = ring_pop(ring, ring_pos)
-            if _apply_event(ring, index, slot0, slot1, master):
-                ctl[C_EVENTS_APPLIED] += 1
-            else:
-                ctl[C_EVENTS_ORPHANED] += 1
-            ring_release(ring_pos)
+        # Events due at or before this frame apply now; the block splits at
+        # the next one due.
+        due = _apply_due(
+            ring, ring_pos, block_start + pos, block_start, ctl, slot0, slot1, master
+        )
         end = n_frames
         if due != NO_EVENT and due - block_start < end:
             end = due - block_start

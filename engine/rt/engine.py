@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,15 +79,18 @@ def master_graph(ceiling_dbtp: float = -1.0, volume_db: float = 0.0) -> Graph:
     return g
 
 
-@dataclass(order=True)
-class _Scheduled:
+class _Scheduled(NamedTuple):
+    """A scheduled event, ordered by (frame, order): a plain tuple, so the
+    heap compares in C (a dataclass's generated ``__lt__`` cost half of
+    scheduling an event)."""
+
     frame: int
     order: int
-    kind: int = field(compare=False)
-    generation: int = field(compare=False)
-    index: int = field(compare=False)
-    value: float = field(compare=False)
-    tag: str | None = field(compare=False, default=None)
+    kind: int
+    generation: int
+    index: int
+    value: float
+    tag: tuple[str, int] | None = None  # (tag, the tag's epoch when scheduled)
 
 
 class Engine:
@@ -125,6 +128,12 @@ class Engine:
         self.loads = 0
         self._retired: list[tuple[int, Program]] = []
         self._scheduled: list[_Scheduled] = []
+        # Cancelling is lazy: it moves the tag to a new epoch, and the pump
+        # drops events of an old one. A scan of the heap cost milliseconds
+        # with thousands of timed events waiting (each /sleep over OSC).
+        self._tag_epochs: dict[str, int] = {}
+        self._tag_waiting: dict[tuple[str, int], int] = {}
+        self._stale = 0  # cancelled events still in the heap
         self._order = itertools.count()
         # Several control threads schedule (OSC, the model loop, the player);
         # one pump moves events into the single-producer ring.
@@ -248,13 +257,17 @@ class Engine:
             raise EngineError(f"unknown event kind {kind}")
         program, column, voices = self._target(node, param)
         value = float(value)
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             raise EngineError(f"{node}.{param}: {value!r} is not finite")
         if voice is not None and not 0 <= voice < voices:
             raise EngineError(f"{node}.{param}: no voice {voice} (has {voices})")
         when = ASAP if frame is None else int(frame)
         chosen = range(voices) if voice is None else (voice,)
         with self._schedule_lock:
+            key = None
+            if tag is not None:
+                key = (tag, self._tag_epochs.get(tag, 0))
+                self._tag_waiting[key] = self._tag_waiting.get(key, 0) + len(chosen)
             for v in chosen:
                 heapq.heappush(
                     self._scheduled,
@@ -265,7 +278,7 @@ class Engine:
                         program.generation,
                         column + v,
                         value,
-                        tag,
+                        key,
                     ),
                 )
 
@@ -273,11 +286,27 @@ class Engine:
         """Withdraw scheduled events with ``tag`` that have not reached the
         audio thread yet; returns how many."""
         with self._schedule_lock:
-            kept = [e for e in self._scheduled if e.tag != tag]
-            withdrawn = len(self._scheduled) - len(kept)
-            heapq.heapify(kept)
-            self._scheduled = kept
-        return withdrawn
+            epoch = self._tag_epochs.get(tag, 0)
+            self._tag_epochs[tag] = epoch + 1
+            withdrawn = self._tag_waiting.pop((tag, epoch), 0)
+            self._stale += withdrawn
+            # Stale events due hours ahead (a sleep timer) would pile up:
+            # sweep them out once they are half the heap (amortised O(1)).
+            if self._stale > max(1024, len(self._scheduled) // 2):
+                epochs = self._tag_epochs
+                self._scheduled = [
+                    e
+                    for e in self._scheduled
+                    if e.tag is None or e.tag[1] == epochs.get(e.tag[0], 0)
+                ]
+                heapq.heapify(self._scheduled)
+                self._stale = 0
+            return withdrawn
+
+    def _is_stale(self, event: _Scheduled) -> bool:
+        return event.tag is not None and event.tag[1] != self._tag_epochs.get(
+            event.tag[0], 0
+        )
 
     def ramp(
         self,
@@ -315,6 +344,15 @@ class Engine:
                 if self.ring.pending >= self.ring.capacity:
                     break
                 event = heapq.heappop(self._scheduled)
+                if event.tag is not None:
+                    if self._is_stale(event):
+                        self._stale -= 1
+                        continue  # cancelled
+                    left = self._tag_waiting[event.tag] - 1
+                    if left:
+                        self._tag_waiting[event.tag] = left
+                    else:
+                        del self._tag_waiting[event.tag]
                 self.ring.push(
                     event.frame,
                     event.kind,

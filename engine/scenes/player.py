@@ -145,6 +145,10 @@ class _Voices:
     length_frames: int
     next: int = 0
     fired_at: list[int] = field(default_factory=list)
+    # Worked out once at load, not on every firing (OSC fires at game rate):
+    # the nodes a firing restarts, and the fixed pitches a transposition moves.
+    firing: list[str] = field(default_factory=list)
+    pitches: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -409,29 +413,47 @@ class ScenePlayer:
         with self._lock:
             if self._loaded is None:
                 return False
-            path = self._loaded.path
-            inputs = self.inputs.values if self.inputs is not None else {}
-            try:
-                loaded = self._prepare(path, None, None)
-                kept = {
-                    name: min(max(value, spec["minimum"]), spec["maximum"])
-                    for name, value in inputs.items()
-                    if (spec := loaded.scene["inputs"].get(name)) is not None
-                }
-                state = self.state if self.state in loaded.scene["states"] else None
-                if kept or state is not None:
-                    loaded = self._prepare(path, kept, state)
-            except (SceneError, ValueError, OSError) as error:
+            playing = self._loaded
+            path = playing.path
+            inputs = dict(self.inputs.values) if self.inputs is not None else {}
+            state = self.state
+        # Compiling and measuring loudness take up to seconds: outside the
+        # lock, so OSC and the model loop keep setting inputs meanwhile.
+        try:
+            loaded = self._prepare(path, None, None)
+            kept = {
+                name: min(max(value, spec["minimum"]), spec["maximum"])
+                for name, value in inputs.items()
+                if (spec := loaded.scene["inputs"].get(name)) is not None
+            }
+            if state not in loaded.scene["states"]:
+                state = None
+            if kept or state is not None:
+                loaded = self._prepare(path, kept, state)
+        except (SceneError, ValueError, OSError) as error:
+            with self._lock:
                 self._watched_mtime = _mtime(path)
                 self.last_error = f"{path}: kept the playing version: {error}"
-                self.on_error(self.last_error)
-                return False
+            self.on_error(self.last_error)
+            return False
+        with self._lock:
+            if self._loaded is not playing:
+                return False  # another scene was loaded meanwhile: it stays
+            # Inputs set while the new version compiled carry over too.
+            moved = {
+                name: value
+                for name, value in (self.inputs.values if self.inputs else {}).items()
+                if name in kept and value != inputs.get(name)
+            }
             try:
                 self._install(loaded, RELOAD_FADE_S, keep_grid=True)
             except EngineError as error:  # a switch still fading: try next save
                 self.last_error = f"{path}: not reloaded yet: {error}"
                 self.on_error(self.last_error)
                 return False
+            assert self.inputs is not None
+            for name, value in moved.items():
+                self.inputs.set(name, value)
             self.last_error = None
             return True
 
@@ -540,10 +562,20 @@ class ScenePlayer:
                 total += float(np.max(value)) if not isinstance(value, dict) else 0.0
             longest_ms = max(longest_ms, total)
         copies = layer_copies(scene, trigger["layer"])
+        pitches = []
+        for node_name, entry in layer["nodes"].items():
+            spec = types[entry["type"]]
+            if not any(p.name == "frequency_hz" for p in spec.params):
+                continue
+            base = entry.get("frequency_hz", spec.param("frequency_hz").default)
+            if not isinstance(base, dict):  # one that follows an input stays
+                pitches.append((node_name, base))
         return _Voices(
             copies,
             round(longest_ms / 1000.0 * self.engine.sample_rate),
             fired_at=[-(10**12)] * len(copies),
+            firing=firing_nodes(layer),
+            pitches=pitches,
         )
 
     def fire(
@@ -592,14 +624,14 @@ class ScenePlayer:
                 self.engine.schedule(at, f"{copy}.pan", "pan", pan, kind, tag=tag)
             if "pitch_semitones" in spread:
                 ratio = 2.0 ** (self._rng.uniform(*spread["pitch_semitones"]) / 12.0)
-                self._transpose(layer, copy, ratio, at, kind, tag)
+                self._transpose(voices.pitches, copy, ratio, at, kind, tag)
             for key, (low, high) in spread.get("params", {}).items():
                 node_name, _, param = key.partition(".")
                 value = self._rng.uniform(low, high)
                 self.engine.schedule(
                     at, f"{copy}.{node_name}", param, value, kind, tag=tag
                 )
-            for node_name in firing_nodes(layer):
+            for node_name in voices.firing:
                 self.engine.schedule(
                     at, f"{copy}.{node_name}", "trigger", 0.0, EV_TRIGGER, tag=tag
                 )
@@ -607,21 +639,14 @@ class ScenePlayer:
 
     def _transpose(
         self,
-        layer: dict[str, Any],
+        pitches: list[tuple[str, Any]],
         copy: str,
         ratio: float,
         at: int | None,
         kind: int,
         tag: str | None,
     ) -> None:
-        types = node_types()
-        for node_name, entry in layer["nodes"].items():
-            spec = types[entry["type"]]
-            if not any(p.name == "frequency_hz" for p in spec.params):
-                continue
-            base = entry.get("frequency_hz", spec.param("frequency_hz").default)
-            if isinstance(base, dict):  # follows an input: leave it to the input
-                continue
+        for node_name, base in pitches:
             node = f"{copy}.{node_name}"
             if isinstance(base, list):
                 for voice, hz in enumerate(base):

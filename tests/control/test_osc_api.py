@@ -325,6 +325,19 @@ def test_button_releases_are_ignored_not_errors(surface, client):
     assert surface.api.counters()["rejected"] == 0
 
 
+def test_a_bundle_of_status_requests_is_bounded_by_their_cost(surface, client):
+    """A status reply builds the whole status (~10 parameter sets' work): a
+    bundle may ask for 8, not 64."""
+    status = encode_message("/soundscape/status")
+    client.sendto(encode_bundle([status] * 9), (HOST, surface.port))
+    client.sendto(encode_bundle([status] * 8), (HOST, surface.port))
+    answers = [
+        m for m in replies(client, 200, timeout_s=2.0) if m.address.endswith("/scene")
+    ]
+    assert len(answers) == 8
+    assert surface.server.counters()["over_budget"] == 1
+
+
 def test_error_replies_are_rate_limited_per_sender(surface, client):
     for _ in range(200):
         client.sendto(encode_message("/soundscape/nope"), (HOST, surface.port))
@@ -423,6 +436,37 @@ def test_timed_bundles_land_on_their_exact_frames_in_the_offline_render(client):
 
     assert np.array_equal(played, twin_render(0))  # bit for bit
     assert not np.array_equal(played, twin_render(1))  # one frame off shows
+    assert player.engine.ctl[C_EVENTS_LATE] == 0
+
+
+def test_an_immediate_message_is_not_held_behind_a_bundle_timed_ahead(client):
+    """A bundle timed 150 ms ahead waits in the audio thread's ring (the live
+    pump moves events 200 ms ahead); an immediate message after it changes
+    the output from the very next block, exactly as if stamped there."""
+    t0 = time.time()
+    player = new_player(seed=9)
+    start = player.engine.frame
+    clock = FrameClock(RATE, anchor=(start, t0), latency_s=0.0)
+    address = "/soundscape/layer/calm/tone/amplitude"
+    with OscSurface(player, OscSettings(port=0, hr_bridge="none"), clock=clock) as osc:
+        timed = encode_bundle([encode_message(address, [0.0])], unix_to_ntp(t0 + 0.15))
+        client.sendto(timed, (HOST, osc.port))
+        assert wait_for(lambda: applied(osc) == 1)
+        player.engine.pump(round(0.2 * RATE))  # as the live pump does
+        assert player.engine.ring.pending == 1
+        # 0.0625: exact in the message's float32.
+        client.sendto(encode_message(address, [0.0625, 0.0]), (HOST, osc.port))
+        assert wait_for(lambda: applied(osc) == 2)
+    played = player.engine.render(RATE // 4)[:, 0]
+
+    twin = new_player(seed=9)
+    twin.set_param("calm", "tone", "amplitude", 0.0625, 0.0, frame=start)
+    twin.set_param("calm", "tone", "amplitude", 0.0, frame=start + round(0.15 * RATE))
+    expected = twin.engine.render(RATE // 4)[:, 0]
+    assert np.array_equal(played, expected)  # bit for bit
+    untouched = new_player(seed=9).engine.render(RATE // 4)[:, 0]
+    changed = np.flatnonzero(played != untouched)
+    assert changed.size and changed[0] <= player.engine.latency_frames + 1
     assert player.engine.ctl[C_EVENTS_LATE] == 0
 
 

@@ -5,6 +5,7 @@ many start/stop cycles."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -77,7 +78,13 @@ def send(sock: socket.socket, server: OscServer, data: bytes) -> None:
 
 
 def assert_counters_add_up(counts: dict[str, int]) -> None:
-    datagram_outcomes = ("refused_source", "oversize", "rate_limited", "malformed")
+    datagram_outcomes = (
+        "refused_source",
+        "oversize",
+        "rate_limited",
+        "malformed",
+        "over_budget",
+    )
     assert (
         counts["received"]
         == sum(counts[k] for k in datagram_outcomes) + (counts["parsed"])
@@ -183,6 +190,25 @@ def test_reply_to_sender_and_to_explicit_port(server, client):
     assert server.counters()["replies_sent"] == 2
 
 
+def test_replies_from_handlers_go_out_after_the_whole_datagram(server, client):
+    """A send gives up the GIL (a switch interval beside a busy thread): the
+    replies a bundle's handlers make leave after its last message is handled."""
+    sent_when_handled: list[int] = []
+
+    def answer(message: OscMessage, sender: OscSender) -> None:
+        sent_when_handled.append(server.counters()["replies_sent"])
+        assert server.reply(sender, "/answer", [message.args[0]])
+
+    server.add_handler("/ask", answer)
+    before = server.counters()["replies_sent"]
+    bundle = encode_bundle([encode_message("/ask", [k]) for k in range(3)])
+    send(client, server, bundle)
+    answers = [client.recvfrom(1024)[0] for _ in range(3)]
+    assert answers == [encode_message("/answer", [k]) for k in range(3)]
+    assert sent_when_handled == [before] * 3
+    assert server.counters()["replies_sent"] == before + 3
+
+
 def test_reply_reaches_oscdump(server, oscdump):
     assert server.reply((HOST, oscdump.port), "/soundscape/meter", [0.25, "bed"])
     (line,) = oscdump.lines(1)
@@ -286,6 +312,76 @@ def test_a_pattern_matching_too_many_handlers_is_refused(client):
         server.stop()
 
 
+def test_a_datagram_calling_too_many_handlers_is_refused_whole(client):
+    """The handler calls of one datagram (its messages, patterns fanned out)
+    are bounded, so no datagram holds the receive thread for long; each call
+    takes a token from the source's bucket."""
+    server = OscServer(port=0, max_dispatches=8, rate_hz=0.01, burst=30.0).start()
+    try:
+        recorder = Recorder()
+        for i in range(5):
+            server.add_handler(f"/p/{i}", recorder)
+        too_many = encode_bundle([encode_message("/p/0", [k]) for k in range(9)])
+        send(client, server, too_many)
+        # A pattern fanning out to 5 handlers, twice: 10 calls in 2 messages.
+        fanned = encode_bundle([encode_message("/p/*", [k]) for k in range(2)])
+        send(client, server, fanned)
+        send(
+            client,
+            server,
+            encode_bundle([encode_message("/p/1", [k]) for k in range(8)]),
+        )
+        send(client, server, encode_message("/p/*", ["fan"]))
+        assert wait_for(lambda: server.counters()["received"] == 4)
+        counts = server.counters()
+        # 9 messages: the parser stops at the 9th; 10 calls: refused whole.
+        assert counts["malformed"] == 1 and counts["over_budget"] == 1
+        assert [m.args for m in recorder.messages] == [(k,) for k in range(8)] + [
+            ("fan",)
+        ] * 5
+        # 30 tokens: 2 refused datagrams took 1 each, 8 + 5 calls took 13.
+        send(
+            client,
+            server,
+            encode_bundle([encode_message("/p/2", [k]) for k in range(8)]),
+        )
+        send(
+            client,
+            server,
+            encode_bundle([encode_message("/p/3", [k]) for k in range(8)]),
+        )
+        assert wait_for(lambda: server.counters()["received"] == 6)
+        counts = server.counters()
+        assert counts["rate_limited"] == 1 and len(recorder.calls) == 21
+        assert any("over the limit of 8" in e for e in server.recent_errors())
+        assert_counters_add_up(counts)
+    finally:
+        server.stop()
+
+
+def test_a_costly_handler_counts_its_cost_against_the_budget(client):
+    server = OscServer(port=0, max_dispatches=8).start()
+    try:
+        recorder = Recorder()
+        server.add_handler("/costly", recorder, cost=4)
+        server.add_handler("/cheap", recorder)
+        three = [encode_message("/costly", [k]) for k in range(3)]
+        send(client, server, encode_bundle(three))  # 12: refused
+        pair = [encode_message("/costly", [k]) for k in range(2)]
+        send(client, server, encode_bundle(pair))  # 8: handled
+        send(client, server, encode_message("/cheap", ["done"]))
+        assert wait_for(lambda: server.counters()["received"] == 3)
+        assert [m.args for m in recorder.messages] == [(0,), (1,), ("done",)]
+        assert server.counters()["over_budget"] == 1
+        server.add_handler("/costly", recorder)  # re-added: back to 1
+        send(client, server, encode_bundle(three))
+        assert wait_for(lambda: len(recorder.calls) == 6)
+        with pytest.raises(ValueError, match="cost 9 is outside 1..8"):
+            server.add_handler("/dear", recorder, cost=9)
+    finally:
+        server.stop()
+
+
 def test_add_handler_refuses_bad_addresses(server):
     for bad in ["x", "/a/*", "/a b", "/a//b"]:
         with pytest.raises(ValueError, match="add_handler"):
@@ -352,7 +448,10 @@ def test_python_osc_failure_cases_are_handled_promptly(server, client):
         "deep nesting": _nested(500),
         "pathological pattern": encode_message("/" + "*" * 14 + "b", [1]),
         "over 8192 bytes": encode_bundle(
-            [encode_message(f"/alive/{i:04d}/padding/padding", [i]) for i in range(250)]
+            [
+                encode_message(f"/alive/{i:04d}" + "/padding" * 18, [i])
+                for i in range(60)
+            ]
         ),
         "far-future timetag": encode_bundle(
             [encode_message("/alive", [0])], unix_to_ntp(time.time() + 86400 * 30)
@@ -367,7 +466,7 @@ def test_python_osc_failure_cases_are_handled_promptly(server, client):
     assert [m.args for m in recorder.messages] == [(1,)]
     counts = server.counters()
     assert counts["malformed"] == 3
-    assert counts["unknown_address"] == 251  # the large bundle parsed whole
+    assert counts["unknown_address"] == 61  # the large bundle parsed whole
     assert counts["too_far_ahead"] == 1
     assert counts["internal_errors"] == 0
     assert_counters_add_up(counts)
@@ -576,6 +675,52 @@ def test_many_servers_start_and_stop_cleanly(client):
     counts = server.counters()  # counters outlive stop
     assert counts["dispatched"] == 1
     assert set(counts) == set(COUNTER_NAMES)
+
+
+def test_receive_threads_take_the_nice_value_asked_for():
+    """Per thread (Linux): the receive threads get it, the caller keeps its."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    server = OscServer(port=0, thread_nice=own + 3).start()
+    try:
+        recorder = Recorder()
+        server.add_handler("/n", recorder)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            send(sock, server, encode_message("/n"))
+            assert wait_for(lambda: recorder.calls)
+        receivers = [t for t in threading.enumerate() if t.name.startswith("osc-")]
+        assert len(receivers) == 2  # UDP and TCP
+        for thread in receivers:
+            assert thread.native_id is not None
+            assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == own + 3
+        assert not server.priority_refused
+    finally:
+        server.stop()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+
+
+def test_slow_handlings_tell_working_from_waiting(server, client):
+    """A handling over 5 ms is counted; whether the thread itself ran that
+    long (CPU time) tells a handler doing too much from one that waited."""
+
+    def works(message: OscMessage, sender: OscSender) -> None:
+        end_s = time.thread_time() + 0.008
+        while time.thread_time() < end_s:
+            pass
+
+    def waits(message: OscMessage, sender: OscSender) -> None:
+        time.sleep(0.008)
+
+    server.add_handler("/works", works)
+    server.add_handler("/waits", waits)
+    send(client, server, encode_message("/waits"))
+    send(client, server, encode_message("/works"))
+    send(client, server, encode_message("/quick"))
+    assert wait_for(lambda: server.counters()["received"] == 3)
+    counts = server.counters()
+    assert counts["slow_handlings"] == 2
+    assert counts["slow_handlings_working"] == 1
+    assert counts["max_handling_cpu_us"] >= 8000
+    assert counts["max_handling_us"] >= counts["max_handling_cpu_us"]
 
 
 def test_a_taken_port_is_a_clear_error(server):

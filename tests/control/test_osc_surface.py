@@ -4,11 +4,13 @@ live under a JACK dummy server, and `soundscape play` answering /status."""
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,9 +71,43 @@ def test_switch_interval_is_set_while_running_and_restored():
     surface.start()
     try:
         assert sys.getswitchinterval() == pytest.approx(0.001)
+        # The receive threads at nice -11, where the system allows it.
+        receiver = next(t for t in threading.enumerate() if t.name.startswith("osc-"))
+        assert receiver.native_id is not None
+        nice = os.getpriority(os.PRIO_PROCESS, receiver.native_id)
+        assert nice == -11 or surface.server.priority_refused
     finally:
         surface.stop()
     assert sys.getswitchinterval() == before
+
+
+def test_start_up_objects_are_frozen_out_of_collections_and_scene_loads_too():
+    """A full collection would scan every start-up object with the GIL held;
+    frozen, they are skipped. A scene loaded over OSC is frozen in turn."""
+    player = game_player()
+    player.engine.render(24000)  # the first fade-in ends: a load may start
+    surface = OscSurface(
+        player, OscSettings(port=0, hr_bridge="none"), scene_folders=[DATA]
+    )
+    surface.start()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000
+        assert len(gc.get_objects(generation=2)) < frozen
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(10.0)
+            client.sendto(
+                encode_message("/soundscape/scene", ["game", 0.0]),
+                (HOST, surface.port),
+            )
+            reply = parse(client.recvfrom(65536)[0])[0]
+        assert reply.address == "/soundscape/scene/loaded"
+        assert gc.get_freeze_count() > frozen  # the new scene's objects
+    finally:
+        surface.stop()
+    assert gc.get_freeze_count() == 0
+    with OscSurface(player, OscSettings(port=0, hr_bridge="none", freeze_gc=False)):
+        assert gc.get_freeze_count() == 0
 
 
 def test_alias_table_drives_scene_inputs(tmp_path):

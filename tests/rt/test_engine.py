@@ -306,3 +306,72 @@ def test_asap_events_apply_next_block_and_are_not_late() -> None:
     # The same as an event stamped with the block's first frame.
     assert onset(x) == onset(render_with_event(1000, 128)) - 1000
     assert engine.ctl[C_EVENTS_LATE] == 0 and engine.ctl[C_EVENTS_APPLIED] == 1
+
+
+def _render_events(events: list[tuple[int | None, float]], pumped_first: int) -> tuple:
+    """Render a silent tone whose amplitude the events set (EV_SET_NOW), the
+    first ``pumped_first`` of them pushed into the ring 200 ms ahead before the
+    others are scheduled; returns the output and the engine."""
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(3000.0, 0.0))
+    engine.render(RATE // 2)  # past the first fade-in
+    for frame, value in events[:pumped_first]:
+        engine.schedule(frame, "tone", "amplitude", value, kind=EV_SET_NOW)
+    engine.pump(round(0.2 * RATE))
+    assert engine.ring.pending == pumped_first
+    for frame, value in events[pumped_first:]:
+        engine.schedule(frame, "tone", "amplitude", value, kind=EV_SET_NOW)
+    return engine.render(RATE // 4, block_size=128)[:, 0], engine
+
+
+def test_immediate_event_lands_next_block_behind_pending_timed_events() -> None:
+    """Events timed 150 ms ahead wait in the ring; an immediate set pushed
+    behind them applies at the very next block, as if it were stamped with
+    that block's first frame, and the timed ones still land on their frames."""
+    start = RATE // 2
+    ahead = start + round(0.15 * RATE)
+    timed = [(ahead, 0.0), (ahead + 1000, 0.1)]
+    x, engine = _render_events([*timed, (None, 0.25)], pumped_first=2)
+    reference, _ = _render_events([(start, 0.25), *timed], pumped_first=0)
+    np.testing.assert_array_equal(x, reference)
+    # From the first frame of the next block (the sine starts at phase 0).
+    latency = engine.latency_frames
+    assert not x[:latency].any() and abs(x[latency + 1]) > 0.01
+    assert engine.ctl[C_EVENTS_APPLIED] == 3 and engine.ctl[C_EVENTS_LATE] == 0
+    assert engine.ring.positions[RING_READ] == engine.ring.positions[RING_WRITE]
+
+
+def test_timed_event_pushed_after_a_later_one_keeps_its_frame() -> None:
+    """The ring need not be in time order: an event due sooner than one
+    already waiting there applies on its own frame, not after the other."""
+    start = RATE // 2
+    later = (start + 7000, 0.0)
+    sooner = (start + 2001, 0.25)
+    x, engine = _render_events([later, sooner], pumped_first=1)
+    reference, _ = _render_events([sooner, later], pumped_first=0)
+    np.testing.assert_array_equal(x, reference)
+    assert onset(x) == 2001 + engine.latency_frames
+    assert engine.ctl[C_EVENTS_LATE] == 0
+
+
+def test_cancel_withdraws_tagged_events_and_later_ones_with_the_tag_stay() -> None:
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(3000.0, 0.0))
+    engine.render(1000)
+    engine.schedule(5000, "tone", "amplitude", 0.25, kind=EV_SET_NOW, tag="x")
+    engine.schedule(5000, "tone", "amplitude", 0.5, kind=EV_SET_NOW, tag="y")
+    assert engine.cancel("x") == 1
+    assert engine.cancel("x") == 0
+    assert engine.cancel("y") == 1
+    assert not engine.render(6000)[:, 0].any()  # neither applied
+    engine.schedule(9001, "tone", "amplitude", 0.25, kind=EV_SET_NOW, tag="x")
+    x = engine.render(4000)[:, 0]
+    start = 9001 + engine.latency_frames - 7000
+    assert onset(x) in (start, start + 1)  # +1 if the sine starts at a zero
+    # Timers cancelled and set again and again (a sleep timer over OSC), due
+    # hours ahead: the heap does not keep every cancelled one.
+    for _ in range(5000):
+        engine.cancel("sleep")
+        engine.schedule(10**9, "tone", "amplitude", 0.1, tag="sleep")
+    assert len(engine._scheduled) <= 2048
+    assert engine.cancel("sleep") == 1

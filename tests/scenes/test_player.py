@@ -6,6 +6,7 @@ ends in digital silence. Everything measured from rendered audio."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -204,6 +205,44 @@ def test_hot_reload_crossfades_an_edit_and_keeps_playing_through_a_broken_one(
     x = engine.render(RATE)[:, 0]
     assert peak_hz(x) == pytest.approx(330.0, abs=1.0)  # the old one plays on
     assert player.status()["last_error"] == errors[-1]
+
+
+def test_reload_compiles_outside_the_lock_and_keeps_inputs_set_meanwhile(
+    player: ScenePlayer, tmp_path: Path
+) -> None:
+    """A reload compiles and measures loudness for up to seconds: inputs set
+    by OSC meanwhile are not held up, and carry over to the new version."""
+    scene = tmp_path / "game.yaml"
+    shutil.copy(GAME, scene)
+    player.engine.render(RATE // 2)
+    player.load(scene)
+    player.engine.render(4 * RATE)  # past the 3 s scene crossfade
+    preparing = threading.Event()
+    release = threading.Event()
+    prepare = player._prepare
+
+    def slow_prepare(*args: object) -> object:
+        preparing.set()
+        release.wait(10.0)
+        return prepare(*args)
+
+    player._prepare = slow_prepare  # type: ignore[method-assign]
+    result: list[bool] = []
+    reloading = threading.Thread(target=lambda: result.append(player.reload()))
+    reloading.start()
+    try:
+        assert preparing.wait(10.0)
+        setter = threading.Thread(target=player.set_input, args=("danger", 0.75))
+        setter.start()
+        setter.join(5.0)
+        assert not setter.is_alive()  # not blocked behind the reload
+        assert player.status()["inputs"]["danger"] == 0.75
+    finally:
+        release.set()
+        reloading.join(30.0)
+    assert result == [True]
+    assert player.status()["inputs"]["danger"] == 0.75  # kept by the new version
+    assert player.inputs is not None and player.inputs.values["danger"] == 0.75
 
 
 def test_watch_reloads_when_the_file_is_saved(
