@@ -12,6 +12,8 @@ Audio thread: yes.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterable
 
 import numpy as np
 from numba import njit
@@ -27,7 +29,7 @@ from engine.dsp import kernels_noise as noise
 from engine.dsp import kernels_osc as osc
 from engine.dsp import kernels_sample as smp
 from engine.dsp import kernels_time as time
-from engine.dsp.cache_guard import mark_kernels_compiled
+from engine.dsp.cache_guard import kernels_compiled, mark_kernels_compiled
 from engine.dsp.cold_compile import compile_kernels
 from engine.dsp.dispatch import call_kernel, install_kernels, kernel_address
 from engine.dsp.jit import JIT, JIT_INLINE
@@ -93,9 +95,35 @@ KERNELS = {
     Op.SAMPLE: smp.sample,
     # Op.INPUT has no kernel: the engine fills its slots.
 }
-# A cold cache is filled by all cores at once; a worker process stops here.
-if not compile_kernels(KERNELS):
-    install_kernels(KERNELS)
+_installed: set[int] = set()
+_install_lock = threading.Lock()
+
+
+def ensure_kernels(opcodes: Iterable[int]) -> None:
+    """Put the kernels of ``opcodes`` in the kernel table, each once: loaded
+    from Numba's cache (a few ms each), or compiled if it is not there.
+
+    The graph compiler calls this for every program, so a program's kernels
+    are in the table before it can be published. Control thread only.
+    """
+    with _install_lock:
+        missing = {
+            op: KERNELS[Op(op)]
+            for op in {int(op) for op in opcodes}
+            if op not in _installed and op in _KERNEL_OPS
+        }
+        if missing:
+            install_kernels(missing)
+            _installed.update(missing)
+
+
+_KERNEL_OPS = {int(op) for op in KERNELS}
+# A cold cache is filled by all cores at once (a worker process stops there),
+# then every kernel is installed, so no later graph load compiles anything.
+# With a warm cache each program's kernels are loaded when it is compiled:
+# a start loads the few it plays, not all 35.
+if not compile_kernels(KERNELS) and not kernels_compiled():
+    ensure_kernels(KERNELS)
     mark_kernels_compiled()
 
 

@@ -320,6 +320,10 @@ def compile_graph(
     info[INFO_GENERATION] = next(_generations)
     info[INFO_N_PARAMS] = n_params
 
+    # The program's kernels must be in the kernel table before it can play.
+    from engine.dsp.interpreter import ensure_kernels
+
+    ensure_kernels(instr[:, I_OP].tolist())
     return Program(
         instr=instr,
         params=params,

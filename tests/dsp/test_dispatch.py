@@ -12,14 +12,24 @@ from engine.dsp.dispatch import (
     installed_kernels,
     kernel_entry,
 )
-from engine.dsp.interpreter import KERNELS
+from engine.dsp.interpreter import KERNELS, ensure_kernels
 from engine.dsp.nodes import node_types
 from engine.dsp.opcodes import Op
-from engine.graph import Graph
+from engine.graph import Graph, compile_graph
 from engine.rt.render import render_graph
 
 
+def test_a_compiled_program_has_its_kernels_in_the_table() -> None:
+    g = Graph()
+    g.output(g.node("ring_mod", g.node("sine"), g.node("triangle")))
+    compile_graph(g, sample_rate=48000, max_block_size=128)
+    table = installed_kernels()
+    for op in (Op.SINE, Op.TRIANGLE, Op.RING_MOD):
+        assert table[int(op)] == kernel_entry(KERNELS[op])
+
+
 def test_every_node_type_with_a_kernel_is_in_the_table() -> None:
+    ensure_kernels(KERNELS)
     table = installed_kernels()
     for name, spec in node_types().items():
         if spec.opcode == Op.INPUT:
