@@ -18,12 +18,12 @@ Numba's cache finds this process's table. It is filled by :func:`install_kernels
 before anything renders.
 
 Audio thread: ``kernel_address`` and ``call_kernel`` yes (jitted code only, no
-allocation, no GIL); ``install_kernels`` no (control thread, at import).
+allocation, no GIL); the rest no (control thread).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import llvmlite.binding as llvm_binding
 import numpy as np
@@ -42,6 +42,30 @@ _F64_1D = types.Array(types.float64, 1, "C")
 _I64_1D = types.Array(types.int64, 1, "C")
 # kernel(bufs, row, p0, p1, state, sample_rate, n_frames): see engine.dsp.nodes.
 KERNEL_ARGS = (_F64_2D, _I64_1D, _F64_1D, _F64_1D, _F64_1D, types.float64, types.int64)
+
+
+_requested: set[int] = set()
+_loader: Callable[[Iterable[int]], None] | None = None
+
+
+def request_kernels(opcodes: Iterable[int]) -> None:
+    """Ask for these opcodes' kernels to be in the table before their program
+    plays (the graph compiler calls this). Until the interpreter is imported
+    the request is only noted, so compiling a graph to validate it (a scene
+    check) loads and compiles no kernel. Control thread only."""
+    if _loader is None:
+        _requested.update(int(op) for op in opcodes)
+    else:
+        _loader(opcodes)
+
+
+def set_kernel_loader(loader: Callable[[Iterable[int]], None]) -> None:
+    """Install the function that loads kernels (the interpreter's), and run it
+    for what was requested before."""
+    global _loader
+    _loader = loader
+    loader(sorted(_requested))
+    _requested.clear()
 
 
 def install_kernels(kernels: Mapping[int, object]) -> None:

@@ -31,7 +31,12 @@ from engine.dsp import kernels_sample as smp
 from engine.dsp import kernels_time as time
 from engine.dsp.cache_guard import kernels_compiled, mark_kernels_compiled
 from engine.dsp.cold_compile import compile_kernels
-from engine.dsp.dispatch import call_kernel, install_kernels, kernel_address
+from engine.dsp.dispatch import (
+    call_kernel,
+    install_kernels,
+    kernel_address,
+    set_kernel_loader,
+)
 from engine.dsp.jit import JIT, JIT_INLINE
 from engine.dsp.layout import (
     I_N_PARAM,
@@ -103,8 +108,9 @@ def ensure_kernels(opcodes: Iterable[int]) -> None:
     """Put the kernels of ``opcodes`` in the kernel table, each once: loaded
     from Numba's cache (a few ms each), or compiled if it is not there.
 
-    The graph compiler calls this for every program, so a program's kernels
-    are in the table before it can be published. Control thread only.
+    Every program the graph compiler makes asks for its kernels (through
+    ``engine.dsp.dispatch.request_kernels``), so they are in the table before
+    it can be published. Control thread only.
     """
     with _install_lock:
         missing = {
@@ -122,9 +128,11 @@ _KERNEL_OPS = {int(op) for op in KERNELS}
 # then every kernel is installed, so no later graph load compiles anything.
 # With a warm cache each program's kernels are loaded when it is compiled:
 # a start loads the few it plays, not all 35.
-if not compile_kernels(KERNELS) and not kernels_compiled():
-    ensure_kernels(KERNELS)
-    mark_kernels_compiled()
+if not compile_kernels(KERNELS):
+    if not kernels_compiled():
+        ensure_kernels(KERNELS)
+        mark_kernels_compiled()
+    set_kernel_loader(ensure_kernels)
 
 
 @njit(**JIT_INLINE)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numba import njit
@@ -37,6 +43,9 @@ def test_every_node_type_with_a_kernel_is_in_the_table() -> None:
             continue
         assert int(spec.opcode) in table, name
         assert table[int(spec.opcode)] == kernel_entry(KERNELS[spec.opcode])
+    # ... and every kernel's node is known to node_types() (which imports the
+    # kernel modules itself, without the interpreter).
+    assert set(KERNELS) <= {spec.opcode for spec in node_types().values()}
 
 
 def test_an_opcode_outside_the_table_is_refused() -> None:
@@ -61,3 +70,32 @@ def test_the_interpreter_calls_the_kernel_of_each_row() -> None:
     out = render_graph(g, 4800)
     expected = 0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(4800) / 48000)
     np.testing.assert_allclose(out[0], expected, atol=1e-6)
+
+
+def test_kernels_asked_for_before_the_interpreter_loads_with_it() -> None:
+    """Compiling a graph to check it loads no kernel; importing the interpreter
+    then loads the ones that graph asked for."""
+    probe = (
+        "import sys\n"
+        "from engine.graph import Graph, compile_graph\n"
+        "from engine.dsp.dispatch import installed_kernels\n"
+        "g = Graph(); g.output(g.node('pan', g.node('saw')))\n"
+        "compile_graph(g)\n"
+        "print(len(installed_kernels()), 'engine.dsp.interpreter' in sys.modules)\n"
+        "import engine.dsp.interpreter\n"
+        "print(sorted(installed_kernels()))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, second = out.stdout.strip().splitlines()[-2:]
+    assert first == "0 False"
+    assert {int(Op.SAW), int(Op.PAN)} <= set(ast.literal_eval(second))
