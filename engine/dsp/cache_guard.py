@@ -19,6 +19,8 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # Directories whose modules hold @njit/@cfunc code compiled into one another.
 _JITTED_PACKAGES = ("dsp", "rt")
 _STAMP_NAME = "soundscape-kernels.sha256"
+# Written once every kernel of these sources is in the cache (cold_compile).
+_COMPILED_NAME = "soundscape-kernels.compiled"
 
 
 def _jitted_sources() -> list[Path]:
@@ -80,3 +82,26 @@ def invalidate_stale_cache() -> bool:
     except OSError:
         return removed
     return removed
+
+
+def kernels_compiled() -> bool:
+    """True when a process has put every kernel of the current sources in the
+    cache (``mark_kernels_compiled``), so a start needs no compile."""
+    cache_dir = _cache_dir(_PACKAGE_ROOT / "dsp")
+    if cache_dir is None:
+        return False
+    try:
+        return (cache_dir / _COMPILED_NAME).read_text().strip() == sources_digest()
+    except OSError:
+        return False
+
+
+def mark_kernels_compiled() -> None:
+    """Record that the cache holds every kernel of the current sources."""
+    cache_dir = _cache_dir(_PACKAGE_ROOT / "dsp")
+    if cache_dir is None:
+        return
+    try:
+        (cache_dir / _COMPILED_NAME).write_text(sources_digest() + "\n")
+    except OSError:
+        pass  # a read-only install: every start checks the cache instead

@@ -2,8 +2,9 @@
 
 ``render_program`` is the entry point the engine calls for every segment (a block,
 or the part of a block between two timed events). It smooths every parameter
-towards its target, then walks the instruction table and dispatches each row to
-its kernel. It is compiled once and cached; a new program is only new data.
+towards its target, then walks the instruction table and calls each row's
+kernel through the kernel table (``engine.dsp.dispatch``). It is compiled once
+and cached; a new program is only new data.
 
 Audio thread: yes.
 """
@@ -11,7 +12,10 @@ Audio thread: yes.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterable
 
+import numpy as np
 from numba import njit
 
 from engine.dsp import kernels_dynamics as dyn
@@ -26,6 +30,14 @@ from engine.dsp import kernels_noise as noise
 from engine.dsp import kernels_osc as osc
 from engine.dsp import kernels_sample as smp
 from engine.dsp import kernels_time as time
+from engine.dsp.cache_guard import kernels_compiled, mark_kernels_compiled
+from engine.dsp.cold_compile import compile_kernels
+from engine.dsp.dispatch import (
+    call_kernel,
+    install_kernels,
+    kernel_address,
+    set_kernel_loader,
+)
 from engine.dsp.jit import JIT, JIT_INLINE
 from engine.dsp.layout import (
     I_N_PARAM,
@@ -47,43 +59,82 @@ from engine.dsp.layout import (
 )
 from engine.dsp.opcodes import Op
 
-# Plain ints: Numba folds module-level ints into the compiled dispatch.
-_SINE = int(Op.SINE)
-_SAW = int(Op.SAW)
-_SQUARE = int(Op.SQUARE)
-_TRIANGLE = int(Op.TRIANGLE)
-_WHITE_NOISE = int(Op.WHITE_NOISE)
-_PINK_NOISE = int(Op.PINK_NOISE)
-_BROWN_NOISE = int(Op.BROWN_NOISE)
-_ONEPOLE_LOWPASS = int(Op.ONEPOLE_LOWPASS)
-_ONEPOLE_HIGHPASS = int(Op.ONEPOLE_HIGHPASS)
-_SVF = int(Op.SVF)
-_RLPF = int(Op.RLPF)
-_LADDER = int(Op.LADDER)
-_DC_BLOCKER = int(Op.DC_BLOCKER)
-_LFO = int(Op.LFO)
-_ADSR = int(Op.ADSR)
-_AR = int(Op.AR)
-_RAMP = int(Op.RAMP)
-_DELAY = int(Op.DELAY)
-_REVERB = int(Op.REVERB)
-_GAIN = int(Op.GAIN)
-_PAN = int(Op.PAN)
-_WIDTH = int(Op.WIDTH)
-_MIX = int(Op.MIX)
-_ADD = int(Op.ADD)
-_RING_MOD = int(Op.RING_MOD)
-_AM = int(Op.AM)
-_LIMITER = int(Op.LIMITER)
-_DUCK = int(Op.DUCK)
-_DUST = int(Op.DUST)
-_GRAINS = int(Op.GRAINS)
-_PULSE = int(Op.PULSE)
-_HEARTBEAT = int(Op.HEARTBEAT)
-_BANDS = int(Op.BANDS)
-_CHORDS = int(Op.CHORDS)
-_MELODY = int(Op.MELODY)
-_SAMPLE = int(Op.SAMPLE)
+# How to add a node: write its kernel (signature in engine.dsp.nodes), register
+# its NodeSpec with a new opcode (engine.dsp.opcodes), and add one line here.
+# Each kernel is compiled once on its own and called through the kernel table
+# (engine.dsp.dispatch); the interpreter never links the kernels in.
+KERNELS = {
+    Op.SINE: osc.sine,
+    Op.SAW: osc.saw,
+    Op.SQUARE: osc.square,
+    Op.TRIANGLE: osc.triangle,
+    Op.WHITE_NOISE: noise.white_noise,
+    Op.PINK_NOISE: noise.pink_noise,
+    Op.BROWN_NOISE: noise.brown_noise,
+    Op.ONEPOLE_LOWPASS: flt.onepole_lowpass,
+    Op.ONEPOLE_HIGHPASS: flt.onepole_highpass,
+    Op.SVF: flt.svf,
+    Op.RLPF: flt.rlpf,
+    Op.LADDER: flt.ladder,
+    Op.DC_BLOCKER: flt.dc_blocker,
+    Op.LFO: mod.lfo,
+    Op.ADSR: mod.adsr,
+    Op.AR: mod.ar,
+    Op.RAMP: mod.ramp,
+    Op.DELAY: time.delay,
+    Op.REVERB: time.reverb,
+    Op.GAIN: mixing.gain,
+    Op.PAN: mixing.pan,
+    Op.WIDTH: mixing.width,
+    Op.MIX: mixing.mix,
+    Op.ADD: mixing.add,
+    Op.RING_MOD: mixing.ring_mod,
+    Op.AM: mixing.am,
+    Op.LIMITER: master.limiter,
+    Op.DUCK: dyn.duck,
+    Op.DUST: event.dust,
+    Op.GRAINS: event.grains,
+    Op.PULSE: event.pulse,
+    Op.HEARTBEAT: event.heartbeat,
+    Op.BANDS: eq.bands,
+    Op.CHORDS: gen.chords,
+    Op.MELODY: gen.melody,
+    Op.SAMPLE: smp.sample,
+    # Op.INPUT has no kernel: the engine fills its slots.
+}
+_installed: set[int] = set()
+_install_lock = threading.Lock()
+
+
+def ensure_kernels(opcodes: Iterable[int]) -> None:
+    """Put the kernels of ``opcodes`` in the kernel table, each once: loaded
+    from Numba's cache (a few ms each), or compiled if it is not there.
+
+    Every program the graph compiler makes asks for its kernels (through
+    ``engine.dsp.dispatch.request_kernels``), so they are in the table before
+    it can be published. Control thread only.
+    """
+    with _install_lock:
+        missing = {
+            op: KERNELS[Op(op)]
+            for op in {int(op) for op in opcodes}
+            if op not in _installed and op in _KERNEL_OPS
+        }
+        if missing:
+            install_kernels(missing)
+            _installed.update(missing)
+
+
+_KERNEL_OPS = {int(op) for op in KERNELS}
+# A cold cache is filled by all cores at once (a worker process stops there),
+# then every kernel is installed, so no later graph load compiles anything.
+# With a warm cache each program's kernels are loaded when it is compiled:
+# a start loads the few it plays, not all 35.
+if not compile_kernels(KERNELS):
+    if not kernels_compiled():
+        ensure_kernels(KERNELS)
+        mark_kernels_compiled()
+    set_kernel_loader(ensure_kernels)
 
 
 @njit(**JIT_INLINE)
@@ -151,79 +202,11 @@ def run_nodes(instr, params, state, bufs, n_instr, sample_rate, n_frames):
         p1 = params[P_CURRENT, pa:pb]
         sa = row[I_STATE]
         st = state[sa : sa + row[I_N_STATE]]
-        if op == _SINE:
-            osc.sine(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _SAW:
-            osc.saw(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _SQUARE:
-            osc.square(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _TRIANGLE:
-            osc.triangle(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _WHITE_NOISE:
-            noise.white_noise(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _PINK_NOISE:
-            noise.pink_noise(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _BROWN_NOISE:
-            noise.brown_noise(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _ONEPOLE_LOWPASS:
-            flt.onepole_lowpass(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _ONEPOLE_HIGHPASS:
-            flt.onepole_highpass(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _SVF:
-            flt.svf(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _RLPF:
-            flt.rlpf(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _LADDER:
-            flt.ladder(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _DC_BLOCKER:
-            flt.dc_blocker(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _LFO:
-            mod.lfo(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _ADSR:
-            mod.adsr(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _AR:
-            mod.ar(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _RAMP:
-            mod.ramp(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _DELAY:
-            time.delay(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _REVERB:
-            time.reverb(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _GAIN:
-            mixing.gain(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _PAN:
-            mixing.pan(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _WIDTH:
-            mixing.width(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _MIX:
-            mixing.mix(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _ADD:
-            mixing.add(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _RING_MOD:
-            mixing.ring_mod(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _AM:
-            mixing.am(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _LIMITER:
-            master.limiter(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _DUCK:
-            dyn.duck(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _DUST:
-            event.dust(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _GRAINS:
-            event.grains(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _PULSE:
-            event.pulse(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _HEARTBEAT:
-            event.heartbeat(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _BANDS:
-            eq.bands(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _CHORDS:
-            gen.chords(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _MELODY:
-            gen.melody(bufs, row, p0, p1, st, sample_rate, n_frames)
-        elif op == _SAMPLE:
-            smp.sample(bufs, row, p0, p1, st, sample_rate, n_frames)
-        # Op.INPUT has no kernel: the engine fills its slots.
+        kernel = kernel_address(op)
+        if kernel != 0:
+            call_kernel(
+                kernel, bufs, row, p0, p1, st, float(sample_rate), np.int64(n_frames)
+            )
 
 
 @njit(**JIT)

@@ -145,7 +145,22 @@ def register(*specs: NodeSpec) -> None:
 
 def node_types() -> dict[str, NodeSpec]:
     """All node types, after importing every kernel module."""
-    from engine.dsp import interpreter  # noqa: F401  (imports all kernel modules)
+    # The kernel modules register their nodes; the interpreter is not needed
+    # (importing it fills the kernel table, which checking a graph must not).
+    from engine.dsp import (  # noqa: F401
+        kernels_dynamics,
+        kernels_eq,
+        kernels_event,
+        kernels_filter,
+        kernels_gen,
+        kernels_master,
+        kernels_mix,
+        kernels_mod,
+        kernels_noise,
+        kernels_osc,
+        kernels_sample,
+        kernels_time,
+    )
 
     return dict(REGISTRY)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.dsp.dispatch import request_kernels
 from engine.dsp.layout import (
     I_IN,
     I_N_PARAM,
@@ -320,6 +321,8 @@ def compile_graph(
     info[INFO_GENERATION] = next(_generations)
     info[INFO_N_PARAMS] = n_params
 
+    # The program's kernels must be in the kernel table before it can play.
+    request_kernels(instr[:, I_OP].tolist())
     return Program(
         instr=instr,
         params=params,
