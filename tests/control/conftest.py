@@ -7,8 +7,11 @@ import selectors
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +21,38 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+ROOT = Path(__file__).parents[2]
+
+
+@contextmanager
+def playing(*args: str, port: int) -> Iterator[subprocess.Popen]:
+    """``soundscape play ARGS --osc-port PORT`` in a subprocess (this checkout's
+    engine), yielded once its OSC server is up; terminated on the way out."""
+    play = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from engine.cli import main; raise SystemExit(main())",
+            *("play", *args, "--osc-port", str(port)),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        assert play.stderr is not None
+        line = play.stderr.readline()
+        while line and "OSC on" not in line:
+            line = play.stderr.readline()
+        assert f"OSC on 127.0.0.1:{port}" in line
+        yield play
+    finally:
+        play.terminate()
+        play.wait(30)
 
 
 def port_taken(port: int, kind: int) -> bool:

@@ -5,14 +5,11 @@ under the JACK dummy server, and says so clearly when nothing answers."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port  # tests/control, on the path
+from conftest import free_port, playing  # tests/control, on the path
 from pythonosc.udp_client import SimpleUDPClient
 
 from engine.cli import main
@@ -135,32 +132,10 @@ def test_monitor_cli_says_so_when_nothing_answers(capsys):
 
 def test_monitor_shows_a_playing_engine(jack_server, capsys):
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    play = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from engine.cli import main; raise SystemExit(main())",
-            *("play", str(GAME), "--seconds", "60", "--osc-port", str(port)),
-            *("--hr-bridge", "none", "--set", "danger=0.5"),
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        assert play.stderr is not None
-        line = play.stderr.readline()
-        while line and "OSC on" not in line:
-            line = play.stderr.readline()
-        assert f"OSC on 127.0.0.1:{port}" in line
+    args = (str(GAME), "--seconds", "60", "--hr-bridge", "none", "--set", "danger=0.5")
+    with playing(*args, port=port):
         args = ["monitor", "--port", str(port), "--seconds", "2.5", "--timeout", "10"]
         assert main(args) == 0
-    finally:
-        play.terminate()
-        play.wait(30)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) >= 2  # not a terminal: a line a second
     last = lines[-1]

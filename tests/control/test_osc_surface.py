@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, playing  # tests/control, on the path
 from osc_fuzz_corpus import fuzz_datagrams  # tests/control, on the path
 from pythonosc.udp_client import SimpleUDPClient
 
@@ -196,28 +197,8 @@ def test_fuzzed_datagrams_against_a_scene_playing_live(jack_server):
 
 
 def test_play_answers_status_over_osc_while_it_plays(jack_server, oscdump):
-    port = _free_udp_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    play = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from engine.cli import main; raise SystemExit(main())",
-            *("play", str(GAME), "--seconds", "30", "--osc-port", str(port)),
-            *("--hr-bridge", "none"),
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        assert play.stderr is not None
-        line = play.stderr.readline()
-        while line and "OSC on" not in line:
-            line = play.stderr.readline()
-        assert f"OSC on 127.0.0.1:{port}" in line
+    port = free_port()
+    with playing(str(GAME), "--seconds", "30", "--hr-bridge", "none", port=port):
         subprocess.run(
             [
                 "oscsend",
@@ -232,15 +213,6 @@ def test_play_answers_status_over_osc_while_it_plays(jack_server, oscdump):
         )
         lines = oscdump.lines(10, timeout_s=10.0)
         assert any('/soundscape/status/scene ss "game"' in x for x in lines)
-    finally:
-        play.terminate()
-        play.wait(30)
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def test_no_osc_leaves_the_port_free():
