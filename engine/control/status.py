@@ -193,16 +193,10 @@ class StatusReport:
         outputs = (
             self.model_outputs()
             if self.model_outputs is not None
-            else _model_outputs(self.player)
+            else self.player.model_outputs()
         )
         if outputs:
             snapshot["model"] = {str(k): float(v) for k, v in outputs.items()}
         if self.extra is not None:
             self.extra(snapshot)
         return snapshot
-
-
-def _model_outputs(player: Any) -> Mapping[str, float]:
-    """The latest outputs of ``player``'s model loop ({} without one)."""
-    last_tick = getattr(getattr(player, "model", None), "last_tick", None)
-    return last_tick.outputs if last_tick is not None else {}

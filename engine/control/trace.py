@@ -49,6 +49,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from engine.control.offline_ticks import render_ticking
 from engine.control.param_watch import ParamWatch
 
 __all__ = [
@@ -166,10 +167,7 @@ class TraceRecorder:
         """
         values = self.watch.read(self.engine)
         if model_outputs is None:
-            # The model's latest outputs, when a model drives the scene.
-            last_tick = getattr(getattr(self.player, "model", None), "last_tick", None)
-            if last_tick is not None:
-                model_outputs = last_tick.outputs
+            model_outputs = self.player.model_outputs()
         if inputs is None:
             player_inputs = getattr(self.player, "inputs", None)
             inputs = dict(player_inputs.values) if player_inputs is not None else {}
@@ -212,12 +210,11 @@ def tick_frame(k: int, sample_rate: int, tick_hz: float) -> int:
 class TickedRender:
     """Wraps an offline ``render(n_frames)`` (which renders in blocks of
     ``block_size`` from the start of each call) and records every tick on the
-    first block boundary at or after its frame (for
+    first block boundary at or after its frame, by the rule of
+    :mod:`engine.control.offline_ticks` (for
     :func:`engine.scenes.script.run_script`).
 
-    Stopping only where the render would end a block anyway keeps the audio
-    exactly as it is without a trace (parameters ramp once per block, so a cut
-    mid-block would move the ramps). A tick on the frame of a script action is
+    A tick on the frame of a script action is
     recorded after the action (the script applies it before rendering on), so
     it shows the new target beside the smoothed value that has not moved yet.
     """
@@ -241,26 +238,26 @@ class TickedRender:
     def _due(self) -> int:
         return tick_frame(self.next_tick, self.sample_rate, self.recorder.tick_hz)
 
-    def _record_if_due(self) -> None:
-        if self.frame >= self._due():
-            self.recorder.record_tick(self.frame)
+    def _record_if_due(self, frame: int) -> None:
+        if frame >= self._due():
+            self.recorder.record_tick(frame)
             # Ticks closer together than a block collapse into one.
-            while self._due() <= self.frame:
+            while self._due() <= frame:
                 self.next_tick += 1
 
     def __call__(self, n_frames: int) -> None:
-        start = self.frame
-        end = start + int(n_frames)
-        while self.frame < end:
-            self._record_if_due()
-            blocks_to_due = -(-(self._due() - start) // self.block_size)
-            stop = min(end, start + blocks_to_due * self.block_size)
-            self.render(stop - self.frame)
-            self.frame = stop
+        self.frame = render_ticking(
+            self.render,
+            self.frame,
+            n_frames,
+            self._due,
+            self._record_if_due,
+            self.block_size,
+        )
 
     def finish(self) -> None:
         """Record the tick due on the render's last frame, if one is."""
-        self._record_if_due()
+        self._record_if_due(self.frame)
 
 
 class TraceTicker:

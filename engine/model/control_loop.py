@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.control.offline_ticks import render_ticking
 from engine.model.runtime import ModelRunner
 from engine.naming import did_you_mean
 
@@ -287,23 +288,17 @@ def render_with_model(
     the start of each call), ticking ``player.model`` on the first block
     boundary at or after each tick's frame (offline: no thread, no wall clock).
 
-    A tick's targets apply from the block after it, as a live tick's do; and
-    the render is never cut mid-block, so where it is cut does not move the
-    engine's per-block parameter ramps.
+    The rule is :mod:`engine.control.offline_ticks`'s, shared with traces.
     """
-    engine = player.engine
-    start = engine.frame
-    end = start + int(n_frames)
-    while engine.frame < end:
-        loop = player.model
-        if loop is None:
-            render(end - engine.frame)
-            return
-        if engine.frame >= loop.next_frame:
-            loop.tick(engine.frame)
-        blocks = -(-(loop.next_frame - start) // block_size)
-        stop = min(end, max(start + blocks * block_size, engine.frame + 1))
-        render(stop - engine.frame)
+
+    def due() -> int | None:
+        loop = player.model  # a scene change brings another loop, or none
+        return loop.next_frame if loop is not None else None
+
+    def tick(frame: int) -> None:
+        player.model.tick(frame)
+
+    render_ticking(render, player.engine.frame, n_frames, due, tick, block_size)
 
 
 class ModelThread:

@@ -726,6 +726,13 @@ class ScenePlayer:
 
     # Status ---------------------------------------------------------------------
 
+    def model_outputs(self) -> dict[str, float]:
+        """The latest outputs of the scene's model ({} without a model, or
+        before its first tick)."""
+        loop = self.model
+        tick = loop.last_tick if loop is not None else None
+        return dict(tick.outputs) if tick is not None else {}
+
     def status(self) -> dict[str, Any]:
         """What is playing, for status replies and the monitor."""
         with self._lock:
