@@ -20,7 +20,9 @@ Audio thread: no (this module is control-plane bookkeeping).
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,20 +149,12 @@ def node_types() -> dict[str, NodeSpec]:
     """All node types, after importing every kernel module."""
     # The kernel modules register their nodes; the interpreter is not needed
     # (importing it fills the kernel table, which checking a graph must not).
-    from engine.dsp import (  # noqa: F401
-        kernels_dynamics,
-        kernels_eq,
-        kernels_event,
-        kernels_filter,
-        kernels_gen,
-        kernels_master,
-        kernels_mix,
-        kernels_mod,
-        kernels_noise,
-        kernels_osc,
-        kernels_sample,
-        kernels_time,
-    )
+    # Every engine/dsp/kernels_*.py is one: a new module needs no list here.
+    import engine.dsp
+
+    for module in pkgutil.iter_modules(engine.dsp.__path__):
+        if module.name.startswith("kernels_"):
+            importlib.import_module(f"engine.dsp.{module.name}")
 
     return dict(REGISTRY)
 

@@ -99,3 +99,25 @@ def test_kernels_asked_for_before_the_interpreter_loads_with_it() -> None:
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first == "0 False"
     assert {int(Op.SAW), int(Op.PAN)} <= set(ast.literal_eval(second))
+
+
+def test_node_types_know_every_node_the_interpreter_has_a_kernel_for() -> None:
+    # In a fresh process, so that no earlier import has registered a node.
+    probe = (
+        "from engine.dsp.nodes import node_types\n"
+        "names = {spec.opcode for spec in node_types().values()}\n"
+        "from engine.dsp.interpreter import KERNELS\n"
+        "print(sorted(int(op) for op in KERNELS if op not in names))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
