@@ -15,8 +15,8 @@ budget since the previous snapshot; underflows and callbacks come from the
 live player's statistics (absent offline). ``params`` are the parameters
 that follow an input (``engine/control/param_watch.py``), each with the target
 the control plane wrote and the value the audio thread has smoothed it to;
-``model`` holds the latest outputs of the scene's model loop (or of
-:attr:`StatusReport.model_outputs` when set), and is absent without a model.
+``model`` holds the latest outputs of the scene's model loop
+(``ScenePlayer.model_outputs``), and is absent without a model.
 
 Threads: any control thread (the OSC receive threads, the subscription sender).
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -93,9 +92,6 @@ class StatusReport:
         self._lock = threading.Lock()
         self._cpu_at: tuple[float, Any] | None = None
         self._cpu = (0.0, 0.0)
-        # Returns the model's latest outputs by name; by default, those of the
-        # player's model loop (engine/model/control_loop.py).
-        self.model_outputs: Callable[[], Mapping[str, float]] | None = None
         # The watched parameters of the scene playing (rebuilt when it changes:
         # every load gives the player a new inputs object).
         self._watch: tuple[Any, ParamWatch] | None = None
@@ -190,11 +186,7 @@ class StatusReport:
             "frame": self.engine.frame,
             "last_error": status.get("last_error") or "",
         }
-        outputs = (
-            self.model_outputs()
-            if self.model_outputs is not None
-            else self.player.model_outputs()
-        )
+        outputs = self.player.model_outputs()
         if outputs:
             snapshot["model"] = {str(k): float(v) for k, v in outputs.items()}
         if self.extra is not None:

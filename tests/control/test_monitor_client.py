@@ -40,7 +40,8 @@ def test_the_status_bundle_decodes_to_the_status_dict():
     player.set_input("mood", 0.75)
     player.engine.render(2400)
     with OscSurface(player, OscSettings(port=0, hr_bridge="generic")) as surface:
-        surface.report.model_outputs = lambda: {"calm": 0.4}
+        # As if a model had ticked (the follow scene has none).
+        player.model_outputs = lambda: {"calm": 0.4}
         status = surface.report.snapshot()
         decoded = status_from_messages(parse(surface.api.status_packet()))
     assert decoded is not None
