@@ -4,10 +4,14 @@ thread, under a private JACK dummy server at 48 kHz, at 128 and 64 frames.
     python benchmarks/bench_realtime.py [--seconds 60] [--json benchmarks/out/realtime.json]
 
 For each block size it reports callbacks run against those the clock expected,
-output underflows after the first 0.5 s, and the callback's own time (mean, max).
-It first runs the same JACK server for the same time with no client at all and
-counts the xruns the server logs by itself: on a virtual machine whose host
-deschedules it, that is the floor no client can go under.
+output underflows after the first 0.5 s, and the callback's time (mean, max) by
+the wall clock and by its thread's CPU clock. "Overruns" are callbacks whose own
+CPU time exceeded the time their frames last: the gaps the engine itself
+caused. The server's xruns are split by cause from its log (its timer woke
+late; a client was still running; a client had not started). It first runs the
+same JACK server for the same time with no client at all and counts the xruns
+it logs by itself: on a virtual machine whose host deschedules it, that is the
+floor no client can go under.
 """
 
 from __future__ import annotations
@@ -29,10 +33,6 @@ WARMUP_S = 0.5
 DEMO = "focus"
 
 
-def _server_xruns(log: str) -> int:
-    return sum(1 for line in log.splitlines() if "XRun" in line)
-
-
 def idle_server_xruns(seconds: float, period_frames: int) -> dict:
     """Xruns a JACK dummy server logs with no client connected, and the CPU
     time the host took from this machine meanwhile."""
@@ -44,8 +44,10 @@ def idle_server_xruns(seconds: float, period_frames: int) -> dict:
     try:
         steal_before = host_steal_ms()
         time.sleep(seconds)
+        causes = server.xrun_causes()
         return {
-            "xruns": _server_xruns(server.log()),
+            "xruns": sum(causes.values()),
+            "xrun_causes": causes,
             "host_steal_ms": round(host_steal_ms() - steal_before, 1),
         }
     finally:
@@ -93,7 +95,7 @@ def play_minute(seconds: float, block_size: int) -> dict:
             stop.set()
             spinner.join()
             player.stop()
-        log = server.log()
+        causes = server.xrun_causes()
     finally:
         sd._terminate()  # drop PortAudio's JACK client before its server goes
         server.stop()
@@ -108,7 +110,12 @@ def play_minute(seconds: float, block_size: int) -> dict:
         "callbacks_run": run.callbacks,
         "callbacks_run_pct": round(100 * run.callbacks / expected, 3),
         "underflows_after_warmup": run.output_underflows,
-        "server_xruns_logged": _server_xruns(log),
+        "server_xruns_logged": sum(causes.values()),
+        "server_xrun_causes": causes,
+        "overruns": run.cpu_over_budget,
+        "wall_over_budget": run.wall_over_budget,
+        "callback_cpu_us_mean": round(run.callback_cpu_us_mean, 1),
+        "callback_cpu_us_max": round(end.callback_cpu_us_max, 1),
         "host_steal_ms": round(steal_ms, 1),
         "callback_us_mean": round(end.callback_us_mean, 1),
         "callback_us_max": round(end.callback_us_max, 1),
@@ -146,24 +153,31 @@ def main() -> int:
         results["runs"].append(play_minute(args.seconds, block_size))
 
     print(
-        f"\n{'block':>5} {'run/expected':>15} {'%':>8} {'underflows':>10} "
-        f"{'server xruns':>12} {'steal ms':>8} {'idle xruns':>10} {'idle steal':>10} "
-        f"{'mean us':>8} {'max us':>8} {'budget us':>9}"
+        f"\n{'block':>5} {'run/expected':>15} {'%':>7} {'underfl':>7} "
+        f"{'overruns':>8} {'xruns t/r/w':>12} {'steal ms':>8} "
+        f"{'idle xruns':>10} {'idle steal':>10} {'cpu mean':>8} {'cpu max':>8} "
+        f"{'wall max':>8} {'budget':>7}"
     )
     for r in results["runs"]:
         idle = results["idle_server_xruns"][str(r["block_size"])]
+        c = r["server_xrun_causes"]
+        split = f"{c['timer']}/{c['client_running']}/{c['client_waiting']}"
         print(
             f"{r['block_size']:>5} "
             f"{r['callbacks_run']:>7}/{r['callbacks_expected']:<7.0f} "
-            f"{r['callbacks_run_pct']:>8.3f} {r['underflows_after_warmup']:>10} "
-            f"{r['server_xruns_logged']:>12} {r['host_steal_ms']:>8.0f} "
+            f"{r['callbacks_run_pct']:>7.2f} {r['underflows_after_warmup']:>7} "
+            f"{r['overruns']:>8} {split:>12} {r['host_steal_ms']:>8.0f} "
             f"{idle['xruns']:>10} {idle['host_steal_ms']:>10.0f} "
-            f"{r['callback_us_mean']:>8.1f} {r['callback_us_max']:>8.1f} "
-            f"{r['block_budget_us']:>9.1f}"
+            f"{r['callback_cpu_us_mean']:>8.1f} {r['callback_cpu_us_max']:>8.1f} "
+            f"{r['callback_us_max']:>8.1f} {r['block_budget_us']:>7.1f}"
         )
     print(
-        f"\n{args.seconds:.0f} s each; 'idle': the same JACK server alone, no "
-        "client, for the same time; 'steal': CPU the VM's host took meanwhile"
+        f"\n{args.seconds:.0f} s each; times in us. 'overruns': callbacks whose "
+        "own CPU time exceeded their frames' duration (the engine's gaps); "
+        "'xruns t/r/w': the server's, by cause (its timer woke late / a client "
+        "still running / a client not started); 'idle': the same JACK server "
+        "alone, no client, for the same time; 'steal': CPU the VM's host took "
+        "meanwhile"
     )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -451,6 +451,9 @@ def cmd_play(args: argparse.Namespace) -> int:
         "underflows_after_warmup": after_warmup,
         "callback_us_max": round(final.callback_us_max, 1),
         "callback_us_mean": round(final.callback_us_mean, 1),
+        "callback_cpu_us_max": round(final.callback_cpu_us_max, 1),
+        # Callbacks whose own CPU time overran their frames (the engine's).
+        "overruns": final.cpu_over_budget,
         "block_budget_us": round(1e6 * args.block_size / engine.sample_rate, 1),
         "nonfinite_samples": int(engine.ctl[C_NONFINITE]),
         # CPU a virtual machine's host took meanwhile: deadlines it cost are
@@ -470,7 +473,9 @@ def cmd_play(args: argparse.Namespace) -> int:
         f"played {args.scene} for {elapsed:.1f} s: {final.callbacks} callbacks "
         f"({100 * final.callbacks / max(expected, 1):.1f}% of expected), "
         f"{final.output_underflows} underflows ({after_warmup} after warm-up), "
-        f"max callback {final.callback_us_max:.0f} us"
+        f"max callback {final.callback_us_max:.0f} us "
+        f"({final.callback_cpu_us_max:.0f} us of CPU), "
+        f"{final.cpu_over_budget} overruns"
     )
     return 0
 

@@ -88,6 +88,8 @@ def status_from_messages(
                 )
             elif kind == "underflows":
                 status["underflows"], status["callbacks"] = (int(a) for a in args[:2])
+                if len(args) > 2:
+                    status["overruns"] = int(args[2])
             elif kind == "uptime":
                 status["uptime_s"] = float(args[0])
             elif kind == "device":

@@ -173,6 +173,7 @@ def render_status(
             f"cpu {status['cpu_percent']:5.1f} % (max {status['cpu_max_percent']:.1f} %)"
             f"  underflows {status.get('underflows', 0)}"
             f" of {status.get('callbacks', 0)} callbacks"
+            f" ({status.get('overruns', 0)} the engine's)"
         )
     heart = status.get("heart")
     if heart:

@@ -822,8 +822,8 @@ class OscApi:
                 ),
                 encode_message(
                     f"{p}/underflows",
-                    [status["underflows"], status["callbacks"]],
-                    "ii",
+                    [status["underflows"], status["callbacks"], status["overruns"]],
+                    "iii",
                 ),
                 encode_message(f"{p}/uptime", [status["uptime_s"]], "f"),
             ]

@@ -138,8 +138,10 @@ class StatusReport:
         return max(gain_db + _db(linear), SILENCE_DB)
 
     def _cpu_percent(self) -> tuple[float, float]:
-        """(mean, max) callback time in % of the block budget, over the time
-        since the previous computation (at least ``_CPU_WINDOW_S``)."""
+        """(mean, max) callback CPU time in % of the block budget, over the
+        time since the previous computation (at least ``_CPU_WINDOW_S``). The
+        callback thread's own CPU time: a moment it waited for a CPU (or the
+        host of a virtual machine took it) is not the engine's load."""
         if self.live is None:
             return 0.0, 0.0
         now_s = time.monotonic()
@@ -153,12 +155,15 @@ class StatusReport:
                 recent = snapshot
             budget_ns = 1e9 * self.block_size / self.engine.sample_rate
             mean = (
-                recent.callback_ns_total / recent.callbacks / budget_ns
+                recent.callback_cpu_ns_total / recent.callbacks / budget_ns
                 if recent.callbacks
                 else 0.0
             )
             # The longest callback since the stream started (the stats keep one).
-            self._cpu = (100.0 * mean, 100.0 * snapshot.callback_ns_max / budget_ns)
+            self._cpu = (
+                100.0 * mean,
+                100.0 * snapshot.callback_cpu_ns_max / budget_ns,
+            )
             self._cpu_at = (now_s, snapshot)
             return self._cpu
 
@@ -182,6 +187,9 @@ class StatusReport:
             "cpu_max_percent": round(cpu_max, 2),
             "callbacks": live_stats.callbacks if live_stats else 0,
             "underflows": live_stats.output_underflows if live_stats else 0,
+            # Callbacks whose own CPU time overran their frames: the gaps the
+            # engine caused (the rest of the underflows were the machine's).
+            "overruns": live_stats.cpu_over_budget if live_stats else 0,
             "uptime_s": round(time.monotonic() - self.started_s, 3),
             "frame": self.engine.frame,
             "last_error": status.get("last_error") or "",

@@ -212,6 +212,7 @@ def format_status(status: dict[str, Any]) -> str:
     if "underflows" in status:
         lines.append(
             f"underflows  {status['underflows']} in {status['callbacks']} callbacks"
+            f" ({status.get('overruns', 0)} the engine's own overruns)"
         )
     if "cpu_percent" in status:
         lines.append(

@@ -24,16 +24,19 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
+
 from engine.control.frame_clock import DEFAULT_LATENCY_S, FrameClock
 from engine.rt.stats import (
     STATS_CALLBACKS,
     STATS_LAST_CALLBACK_START_NS,
+    STATS_SIZE,
     StatsSnapshot,
 )
 
 __all__ = ["SupervisedOutput", "add_snapshots"]
 
-ZERO = StatsSnapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+ZERO = StatsSnapshot.from_array(np.zeros(STATS_SIZE, dtype=np.int64))
 
 
 def add_snapshots(done: StatsSnapshot, current: StatsSnapshot) -> StatsSnapshot:
@@ -41,9 +44,11 @@ def add_snapshots(done: StatsSnapshot, current: StatsSnapshot) -> StatsSnapshot:
     one's (``current``): counts and times add up, the longest callback is the
     longer of the two, and the ``last`` fields are the running player's.
 
-    >>> one = StatsSnapshot(10, 1280, 1, 0, 0, 0, 0, 5, 9, 50, 7)
-    >>> add_snapshots(one, one).callbacks
-    20
+    >>> from dataclasses import replace
+    >>> one = replace(ZERO, callbacks=10, cpu_over_budget=1)
+    >>> total = add_snapshots(one, one)
+    >>> total.callbacks, total.cpu_over_budget
+    (20, 2)
     """
     latest = current if current.callbacks else done
     return StatsSnapshot(
@@ -58,6 +63,12 @@ def add_snapshots(done: StatsSnapshot, current: StatsSnapshot) -> StatsSnapshot:
         callback_ns_max=max(done.callback_ns_max, current.callback_ns_max),
         callback_ns_total=done.callback_ns_total + current.callback_ns_total,
         last_callback_start_ns=latest.last_callback_start_ns,
+        callback_cpu_ns_last=latest.callback_cpu_ns_last,
+        callback_cpu_ns_max=max(done.callback_cpu_ns_max, current.callback_cpu_ns_max),
+        callback_cpu_ns_total=done.callback_cpu_ns_total
+        + current.callback_cpu_ns_total,
+        cpu_over_budget=done.cpu_over_budget + current.cpu_over_budget,
+        wall_over_budget=done.wall_over_budget + current.wall_over_budget,
     )
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "AudioDeviceError",
     "CfuncOutputStream",
     "JackServer",
+    "jack_xrun_causes",
     "list_output_devices",
     "open_cfunc_output_stream",
     "refresh_devices",
@@ -291,6 +292,30 @@ def open_cfunc_output_stream(
     return stream
 
 
+def jack_xrun_causes(log: str) -> dict[str, int]:
+    """Count the xruns in a ``jackd`` (1.9) log by cause.
+
+    - ``timer``: the dummy driver woke after its cycle's deadline, so the
+      machine was late whatever the clients do (an idle server logs these on a
+      virtual machine whose host deschedules it);
+    - ``client_running``: a client was still inside its process callback when
+      the next cycle began (too slow, or its thread lost the CPU);
+    - ``client_waiting``: a client had been woken but had not started.
+
+    >>> jack_xrun_causes("JackTimedDriver::Process XRun = 15 usec")["timer"]
+    1
+    """
+    causes = {"timer": 0, "client_running": 0, "client_waiting": 0}
+    for line in log.splitlines():
+        if line.startswith("JackTimedDriver::Process XRun"):
+            causes["timer"] += 1
+        elif "was not finished, state = Triggered" in line:
+            causes["client_waiting"] += 1
+        elif "was not finished" in line or "finished after current" in line:
+            causes["client_running"] += 1
+    return causes
+
+
 class JackServer:
     """A private ``jackd`` with the dummy backend, under its own server name.
 
@@ -369,6 +394,11 @@ class JackServer:
             return ""
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
+
+    def xrun_causes(self) -> dict[str, int]:
+        """The xruns this server has logged so far, by cause
+        (see :func:`jack_xrun_causes`)."""
+        return jack_xrun_causes(self.log())
 
     def stop(self) -> None:
         """Stop the server this object started (no-op if none)."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from engine.rt.clock import rt_now_ns
+from engine.rt.clock import rt_now_ns, rt_thread_cpu_ns
 from engine.rt.pointers import address_of
 
 __all__ = [
@@ -42,9 +42,14 @@ __all__ = [
     "PA_OUTPUT_UNDERFLOW",
     "PA_PRIMING_OUTPUT",
     "STATS_CALLBACKS",
+    "STATS_CALLBACK_CPU_NS_LAST",
+    "STATS_CALLBACK_CPU_NS_MAX",
+    "STATS_CALLBACK_CPU_NS_TOTAL",
     "STATS_CALLBACK_NS_LAST",
     "STATS_CALLBACK_NS_MAX",
     "STATS_CALLBACK_NS_TOTAL",
+    "STATS_CPU_OVER_BUDGET",
+    "STATS_CPU_START_NS",
     "STATS_FRAMES",
     "STATS_FRAMES_MISMATCHES",
     "STATS_LAST_CALLBACK_START_NS",
@@ -53,6 +58,7 @@ __all__ = [
     "STATS_PRIMING_CALLBACKS",
     "STATS_SIZE",
     "STATS_STATUS_FLAGS",
+    "STATS_WALL_OVER_BUDGET",
     "Stats",
     "StatsSnapshot",
     "rt_stats_begin",
@@ -89,7 +95,21 @@ STATS_CALLBACK_NS_TOTAL: int = 9
 """Sum of callback durations, ns (divide by callbacks for the mean)."""
 STATS_LAST_CALLBACK_START_NS: int = 10
 """``rt_now_ns()`` when the last callback began (same clock as time.monotonic_ns)."""
-STATS_SIZE: int = 11
+STATS_CPU_START_NS: int = 11
+"""``rt_thread_cpu_ns()`` when the current callback began (the callback's own)."""
+STATS_CALLBACK_CPU_NS_LAST: int = 12
+"""CPU time the last callback's thread ran during it, ns."""
+STATS_CALLBACK_CPU_NS_MAX: int = 13
+"""Most CPU time one callback has taken so far, ns."""
+STATS_CALLBACK_CPU_NS_TOTAL: int = 14
+"""Sum of callbacks' CPU times, ns."""
+STATS_CPU_OVER_BUDGET: int = 15
+"""Callbacks whose own CPU time exceeded the time their frames last: a gap
+the engine itself would cause, on any machine."""
+STATS_WALL_OVER_BUDGET: int = 16
+"""Callbacks that took longer than their frames last by the wall clock (the
+engine was slow, or its thread lost the CPU meanwhile)."""
+STATS_SIZE: int = 17
 """Length of the stats array."""
 
 _JIT = {"nogil": True, "cache": True}
@@ -107,6 +127,7 @@ def rt_stats_begin(stats, n_frames, status_flags, block_size):  # type: ignore[n
     """
     start_ns = rt_now_ns()
     stats[STATS_LAST_CALLBACK_START_NS] = start_ns
+    stats[STATS_CPU_START_NS] = rt_thread_cpu_ns()
     stats[STATS_CALLBACKS] += 1
     stats[STATS_FRAMES] += n_frames
     flags = np.int64(status_flags)
@@ -124,17 +145,27 @@ def rt_stats_begin(stats, n_frames, status_flags, block_size):  # type: ignore[n
 
 
 @njit(**_JIT)
-def rt_stats_end(stats, start_ns):  # type: ignore[no-untyped-def]
-    """Record the duration of the callback that began at ``start_ns``.
+def rt_stats_end(stats, start_ns, budget_ns):  # type: ignore[no-untyped-def]
+    """Record the duration of the callback that began at ``start_ns``, by the
+    wall clock and by its thread's CPU clock, and whether either exceeded
+    ``budget_ns`` (the time the callback's frames last at the stream's rate).
 
     Call last thing in the callback, after the output is written.
 
     Audio thread: yes.
     """
+    cpu_ns = rt_thread_cpu_ns() - stats[STATS_CPU_START_NS]
     elapsed_ns = rt_now_ns() - start_ns
     stats[STATS_CALLBACK_NS_LAST] = elapsed_ns
     stats[STATS_CALLBACK_NS_TOTAL] += elapsed_ns
     stats[STATS_CALLBACK_NS_MAX] = max(stats[STATS_CALLBACK_NS_MAX], elapsed_ns)
+    stats[STATS_CALLBACK_CPU_NS_LAST] = cpu_ns
+    stats[STATS_CALLBACK_CPU_NS_TOTAL] += cpu_ns
+    stats[STATS_CALLBACK_CPU_NS_MAX] = max(stats[STATS_CALLBACK_CPU_NS_MAX], cpu_ns)
+    if cpu_ns > budget_ns:
+        stats[STATS_CPU_OVER_BUDGET] += 1
+    if elapsed_ns > budget_ns:
+        stats[STATS_WALL_OVER_BUDGET] += 1
 
 
 @dataclass(frozen=True)
@@ -155,6 +186,11 @@ class StatsSnapshot:
     callback_ns_max: int
     callback_ns_total: int
     last_callback_start_ns: int
+    callback_cpu_ns_last: int
+    callback_cpu_ns_max: int
+    callback_cpu_ns_total: int
+    cpu_over_budget: int
+    wall_over_budget: int
 
     @classmethod
     def from_array(cls, values: np.ndarray) -> StatsSnapshot:
@@ -171,6 +207,11 @@ class StatsSnapshot:
             callback_ns_max=int(values[STATS_CALLBACK_NS_MAX]),
             callback_ns_total=int(values[STATS_CALLBACK_NS_TOTAL]),
             last_callback_start_ns=int(values[STATS_LAST_CALLBACK_START_NS]),
+            callback_cpu_ns_last=int(values[STATS_CALLBACK_CPU_NS_LAST]),
+            callback_cpu_ns_max=int(values[STATS_CALLBACK_CPU_NS_MAX]),
+            callback_cpu_ns_total=int(values[STATS_CALLBACK_CPU_NS_TOTAL]),
+            cpu_over_budget=int(values[STATS_CPU_OVER_BUDGET]),
+            wall_over_budget=int(values[STATS_WALL_OVER_BUDGET]),
         )
 
     @property
@@ -185,11 +226,23 @@ class StatsSnapshot:
             return 0.0
         return self.callback_ns_total / self.callbacks / 1000.0
 
+    @property
+    def callback_cpu_us_max(self) -> float:
+        """Most CPU time one callback has taken so far, microseconds."""
+        return self.callback_cpu_ns_max / 1000.0
+
+    @property
+    def callback_cpu_us_mean(self) -> float:
+        """Mean CPU time per callback, microseconds (0.0 before the first)."""
+        if self.callbacks == 0:
+            return 0.0
+        return self.callback_cpu_ns_total / self.callbacks / 1000.0
+
     def since(self, earlier: StatsSnapshot) -> StatsSnapshot:
         """Counters accumulated between ``earlier`` and this snapshot.
 
-        Counts and totals are differenced; ``status_flags``, ``callback_ns_max``
-        and the ``last`` fields are this snapshot's own (they cannot be split).
+        Counts and totals are differenced; ``status_flags``, the maxima and
+        the ``last`` fields are this snapshot's own (they cannot be split).
         """
         return StatsSnapshot(
             callbacks=self.callbacks - earlier.callbacks,
@@ -203,6 +256,12 @@ class StatsSnapshot:
             callback_ns_max=self.callback_ns_max,
             callback_ns_total=self.callback_ns_total - earlier.callback_ns_total,
             last_callback_start_ns=self.last_callback_start_ns,
+            callback_cpu_ns_last=self.callback_cpu_ns_last,
+            callback_cpu_ns_max=self.callback_cpu_ns_max,
+            callback_cpu_ns_total=self.callback_cpu_ns_total
+            - earlier.callback_cpu_ns_total,
+            cpu_over_budget=self.cpu_over_budget - earlier.cpu_over_budget,
+            wall_over_budget=self.wall_over_budget - earlier.wall_over_budget,
         )
 
 

@@ -35,6 +35,7 @@ STATUS = {
     "cpu_max_percent": 31.0,
     "callbacks": 9000,
     "underflows": 2,
+    "overruns": 1,
     "uptime_s": 3723.4,
     "heart": {"bpm": 61.5, "rmssd_ms": 42.0, "connected": True, "quality": 0.9},
     "last_error": "",
@@ -76,7 +77,11 @@ def test_the_view_names_everything_with_its_value():
     assert "peak  -12.0 dBFS" in master and "rms  -20.5" in master
     assert "volume -3.0 dB" in master
     cpu = line_with(lines, "cpu")
-    assert "4.2 %" in cpu and "max 31.0 %" in cpu and "underflows 2 of 9000" in cpu
+    assert (
+        "4.2 %" in cpu
+        and "max 31.0 %" in cpu
+        and "underflows 2 of 9000 callbacks (1 the engine's)" in cpu
+    )
     assert "61.5 bpm" in line_with(lines, "heart")
     assert all(len(line) <= 100 for line in lines)
 

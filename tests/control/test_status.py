@@ -53,3 +53,4 @@ def test_snapshot_names_scene_state_inputs_layers_and_volume(player):
     assert snapshot["volume_db"] == pytest.approx(-6.0)
     assert snapshot["master_peak_dbfs"] > snapshot["master_rms_dbfs"] > -60
     assert snapshot["underflows"] == 0 and snapshot["cpu_percent"] == 0.0
+    assert snapshot["overruns"] == 0

@@ -32,7 +32,7 @@ def status_bundle() -> bytes:
             encode_message(f"{s}/layer/wind", [1.0], "f"),
             encode_message(f"{s}/levels", [-14.5, -22.0, -6.0], "fff"),
             encode_message(f"{s}/cpu", [3.5, 40.0], "ff"),
-            encode_message(f"{s}/underflows", [2, 90000], "ii"),
+            encode_message(f"{s}/underflows", [2, 90000, 1], "iii"),
             encode_message(f"{s}/uptime", [3725.0], "f"),
             encode_message(
                 f"{s}/output", ["lost", "system", 3, 1.5, "no audio callback"], "ssifs"
@@ -105,9 +105,11 @@ def test_status_bundle_becomes_a_dict_and_readable_lines(responder) -> None:  # 
     assert status["inputs"] == {"danger": 0.25}
     assert status["output"]["state"] == "lost" and status["output"]["outages"] == 3
     assert status["underflows"] == 2 and status["callbacks"] == 90000
+    assert status["overruns"] == 1
     lines = format_status(status).splitlines()
     assert "scene       forest" in lines
     assert "inputs      danger=0.25" in lines
+    assert "underflows  2 in 90000 callbacks (1 the engine's own overruns)" in lines
     assert (
         "output      lost (device system, 3 outages; lost for 1.5 s: "
         "no audio callback)" in lines

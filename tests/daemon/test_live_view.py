@@ -58,12 +58,15 @@ def test_counts_add_up_across_players_and_outages() -> None:
 
 
 def test_add_snapshots_keeps_the_longest_callback_and_the_latest_times() -> None:
-    done = StatsSnapshot(10, 1280, 1, 0, 0, 4, 0, 50, 900, 5000, 111)
-    current = StatsSnapshot(5, 640, 2, 0, 0, 0, 0, 40, 300, 2000, 222)
+    done = StatsSnapshot(10, 1280, 1, 0, 0, 4, 0, 50, 900, 5000, 111, 7, 80, 400, 1, 2)
+    current = StatsSnapshot(5, 640, 2, 0, 0, 0, 0, 40, 300, 2000, 222, 9, 60, 100, 0, 3)
     total = add_snapshots(done, current)
     assert (total.callbacks, total.frames, total.output_underflows) == (15, 1920, 3)
     assert total.callback_ns_max == 900 and total.callback_ns_total == 7000
     assert total.last_callback_start_ns == 222 and total.callback_ns_last == 40
+    assert total.callback_cpu_ns_max == 80 and total.callback_cpu_ns_total == 500
+    assert total.callback_cpu_ns_last == 9
+    assert (total.cpu_over_budget, total.wall_over_budget) == (1, 5)
 
 
 def test_the_clock_follows_the_playing_player_and_the_engine_without_one() -> None:

@@ -89,3 +89,4 @@ def test_hr_sim_over_osc_through_the_model_calms_focus_live(jack_server, tmp_pat
     assert after.size == RATE, "the capture ended early"
     assert rms_db(after) < rms_db(before) - 3.0
     assert run.output_underflows <= MAX_UNDERFLOW_RATIO * run.callbacks, run
+    assert run.cpu_over_budget == 0, run  # the engine's own part, on any machine

@@ -10,6 +10,8 @@ busy Python thread are tested with the real engine in test_live.py.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
 import time
@@ -23,11 +25,12 @@ from engine.rt.audio_io import (
     PA_CONTINUE,
     PA_STREAM_CALLBACK_SIGNATURE,
     AudioDeviceError,
+    jack_xrun_causes,
     list_output_devices,
     open_cfunc_output_stream,
     resolve_device,
 )
-from engine.rt.clock import rt_now_ns
+from engine.rt.clock import rt_now_ns, rt_thread_cpu_ns
 from engine.rt.fpu import (
     HAS_MXCSR,
     MXCSR_DAZ,
@@ -106,7 +109,7 @@ def sine_callback(input_ptr, output_ptr, n_frames, time_info, status_flags, user
     table[TABLE_CAPTURE_POS] = position
 
     rt_restore_fpu_state(previous_fpu)
-    rt_stats_end(stats, start_ns)
+    rt_stats_end(stats, start_ns, frames * 1_000_000_000 // SAMPLE_RATE)
     return PA_CONTINUE
 
 
@@ -259,6 +262,62 @@ def test_rt_now_ns_is_monotonic_matches_python_and_costs_under_100_ns() -> None:
     assert 0 < best_ns_per_call < 100
 
 
+def test_rt_thread_cpu_ns_is_this_threads_cpu_clock() -> None:
+    rt_thread_cpu_ns()  # compile or load from cache
+    before = time.thread_time_ns()
+    now = rt_thread_cpu_ns()
+    after = time.thread_time_ns()
+    assert before <= now <= after
+    # Sleeping costs no CPU: the monotonic clock would move 50 ms here.
+    start = rt_thread_cpu_ns()
+    time.sleep(0.05)
+    assert rt_thread_cpu_ns() - start < 10_000_000
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+_usleep = _libc.usleep
+_usleep.argtypes = [ctypes.c_uint]
+_usleep.restype = ctypes.c_int
+
+
+@njit(nogil=True)
+def _one_callback(stats, sleep_us, spin_ns, budget_ns):  # type: ignore[no-untyped-def]
+    """A callback that waits ``sleep_us`` off the CPU, then works ``spin_ns``."""
+    start_ns = rt_stats_begin(stats, 128, 0, 128)
+    if sleep_us > 0:
+        _usleep(sleep_us)
+    spun = 0.0
+    while rt_now_ns() - start_ns < spin_ns:
+        spun += 1.0
+    rt_stats_end(stats, start_ns, budget_ns)
+    return spun
+
+
+def test_stats_tell_the_engines_own_time_from_time_it_lost_the_cpu() -> None:
+    budget_ns = 128 * 1_000_000_000 // SAMPLE_RATE  # 2.67 ms
+    stats = Stats()
+    # Off the CPU for 20 ms (as when the host deschedules the thread): late by
+    # the wall clock, but the engine did not cause it.
+    _one_callback(stats.array, 20_000, 0, budget_ns)
+    waited = stats.snapshot()
+    assert (waited.wall_over_budget, waited.cpu_over_budget) == (1, 0)
+    assert waited.callback_ns_last >= 20_000_000
+    assert waited.callback_cpu_ns_last < budget_ns
+    # Working for 40 ms: over budget by its own CPU time too.
+    _one_callback(stats.array, 0, 40_000_000, budget_ns)
+    after_work = stats.snapshot()
+    worked = after_work.since(waited)
+    assert (worked.wall_over_budget, worked.cpu_over_budget) == (1, 1)
+    assert worked.callback_cpu_ns_last > budget_ns
+    assert worked.callback_cpu_ns_max == worked.callback_cpu_ns_last
+    assert worked.callback_cpu_ns_total == worked.callback_cpu_ns_last
+    # A quick callback is under budget by both clocks.
+    _one_callback(stats.array, 0, 0, budget_ns)
+    quick = stats.snapshot().since(after_work)
+    assert quick.callbacks == 1
+    assert (quick.wall_over_budget, quick.cpu_over_budget) == (0, 0)
+
+
 @njit(nogil=True, cache=True)
 def _scale_through_pointers(table_address: int, gain: float) -> int:
     table = as_int64_array(table_address, 4)
@@ -285,7 +344,7 @@ def test_pointer_views_read_and_write_the_arrays_behind_addresses() -> None:
 def _count_callbacks(stats, flags, n_frames, block_size):  # type: ignore[no-untyped-def]
     for index in range(flags.shape[0]):
         start_ns = rt_stats_begin(stats, n_frames[index], flags[index], block_size)
-        rt_stats_end(stats, start_ns)
+        rt_stats_end(stats, start_ns, 1_000_000_000)
 
 
 def test_stats_count_callbacks_frames_flags_and_timing() -> None:
@@ -337,3 +396,28 @@ def test_host_steal_is_read_in_milliseconds_and_never_goes_back() -> None:
         steal_ticks = int(stat.readline().split()[8])
     # The same counter, in ms (USER_HZ ticks), read a moment later.
     assert second <= 1000.0 * steal_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_jack_xrun_causes_split_the_servers_log_by_cause() -> None:
+    # Lines as jackd 1.9.21 prints them (dummy driver; a PortAudio client whose
+    # callback busy-waited past its period; one woken too late to start).
+    log = """\
+JACK server starting in realtime mode with priority 10
+JackTimedDriver::Process XRun = 15 usec
+JackEngine::XRun: client = PortAudio was not finished, state = Running
+JackAudioDriver::ProcessGraphAsyncMaster: Process error
+JackEngine::XRun: client = PortAudio was not finished, state = Triggered
+JackAudioDriver::ProcessGraphAsyncMaster: Process error
+JackEngine::XRun: client PortAudio finished after current callback
+JackTimedDriver::Process XRun = 2712 usec
+"""
+    assert jack_xrun_causes(log) == {
+        "timer": 2,
+        "client_running": 2,
+        "client_waiting": 1,
+    }
+    assert jack_xrun_causes("no message buffer overruns") == {
+        "timer": 0,
+        "client_running": 0,
+        "client_waiting": 0,
+    }

@@ -74,6 +74,9 @@ def _switch_and_reload(tmp_path: Path) -> tuple[int, int, float, list[str]]:
         live.stop()
     run = end.since(warm)
     assert run.frames_mismatches == 0
+    # On any machine: no callback's own CPU time overran its frames while the
+    # scene switched and reloaded (the loader never made the callback slow).
+    assert run.cpu_over_budget == 0, run
     assert player.status()["scene"] == "rain"
     return run.callbacks, run.output_underflows, host_steal_ms() - steal_before, errors
 
