@@ -105,7 +105,7 @@ class Alias:
         scaled = out_low + (value - in_low) * (out_high - out_low) / (in_high - in_low)
         if self.clamp:
             scaled = min(max(scaled, min(out_low, out_high)), max(out_low, out_high))
-        return scaled
+        return float(scaled)  # a clamp to an int bound (a YAML `1`) stays a float
 
     def value_of(self, message: OscMessage) -> float:
         """The input value ``message`` carries; ValueError if it carries none."""

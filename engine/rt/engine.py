@@ -99,7 +99,7 @@ class Engine:
     >>> from engine.graph import Graph
     >>> g = Graph(); g.output(g.node("sine", name="tone", amplitude=0.1))
     >>> engine = Engine(sample_rate=48000)
-    >>> engine.load(g)
+    >>> program = engine.load(g)
     >>> engine.render(4800).shape
     (4800, 2)
     """
