@@ -43,6 +43,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,35 +255,48 @@ class ScenePlayer:
             raise ValueError("no scene loaded")
         return self._loaded.scene
 
-    def _trim_for(
+    def _trims_for(
         self,
         path: Path,
         digest: str,
         scene: dict[str, Any],
-        state: str | None,
-        inputs: Mapping[str, float] | None = None,
-    ) -> float:
-        """The trim that brings the scene, as written (default inputs, or
-        ``inputs``), in ``state`` to its loudness target; measured once, then
-        cached."""
-        moved = "".join(f",{k}={v!r}" for k, v in sorted((inputs or {}).items()))
-        key = (
-            f"{digest}:{state}{moved}:{self.engine.sample_rate}:{self.engine.seed}:"
-            f"{sources_digest()[:16]}"
-        )
-        trim = _trim_cache.get(key)
-        if trim is None:
-            measured = measure_loudness(
-                self.engine, load_scene_file(path, inputs, state)[1]
-            )
-            target = scene["master"]["loudness_lufs"]
-            trim = (
-                0.0
-                if not math.isfinite(measured)
-                else min(max(target - measured, -MAX_TRIM_DB), MAX_TRIM_DB)
-            )
-            _trim_cache.put(key, trim)
-        return trim
+        cases: list[tuple[str | None, dict[str, float] | None]],
+    ) -> dict[tuple[str | None, str], float]:
+        """The trims that bring the scene, as written (default inputs, or the
+        case's inputs), in each case's state to its loudness target, keyed by
+        (state, the inputs' key); measured once, then cached.
+
+        Measurements not in the cache render on one thread per core: each
+        renders on its own engine, and the renderer releases the GIL."""
+        target = scene["master"]["loudness_lufs"]
+        suffix = f":{self.engine.sample_rate}:{self.engine.seed}:"
+        suffix += sources_digest()[:16]
+        trims: dict[tuple[str | None, str], float] = {}
+        missing: list[tuple[tuple[str | None, str], str, dict[str, float] | None]] = []
+        for state, inputs in cases:
+            moved = "".join(f",{k}={v!r}" for k, v in sorted((inputs or {}).items()))
+            key = f"{digest}:{state}{moved}{suffix}"
+            trim = _trim_cache.get(key)
+            if trim is None:
+                missing.append(((state, moved), key, inputs))
+            else:
+                trims[(state, moved)] = trim
+
+        def measure(case: tuple[str | None, str], inputs: Any) -> float:
+            graph = load_scene_file(path, inputs, case[0])[1]
+            measured = measure_loudness(self.engine, graph)
+            if not math.isfinite(measured):
+                return 0.0
+            return min(max(target - measured, -MAX_TRIM_DB), MAX_TRIM_DB)
+
+        if missing:
+            workers = min(len(missing), os.cpu_count() or 1)
+            with ThreadPoolExecutor(workers, thread_name_prefix="trim") as pool:
+                measured = pool.map(lambda m: measure(m[0], m[2]), missing)
+                for (case, key, _), trim in zip(missing, measured, strict=True):
+                    _trim_cache.put(key, trim)
+                    trims[case] = trim
+        return trims
 
     def _prepare(
         self,
@@ -299,26 +313,42 @@ class ScenePlayer:
         input_trims: dict[str | None, dict[str, tuple[list[float], list[float]]]] = {}
         if self.hold_loudness:
             states = list(scene["states"]) or [None]
-            trims = {s: self._trim_for(path, digest, scene, s) for s in states}
             # An input that makes the scene louder (a gale, a racing pulse) is
             # held too: measured at each end of its range, one at a time, and
             # compensated in between (the effects of several inputs add up in
             # dB, near enough: forest measured within 0.6 dB).
             held = held_inputs(scene)
             written = load_scene_file(path)[0]["inputs"] if input_values else {}
+            ends = {}
+            for name in held:
+                spec = (written or scene["inputs"])[name]
+                xs = sorted({spec["minimum"], spec["default"], spec["maximum"]})
+                ends[name] = (xs, spec["default"])
+            cases: list[tuple[str | None, dict[str, float] | None]] = [
+                (s, None) for s in states
+            ]
+            cases += [
+                (s, {name: x})
+                for s in states
+                for name, (xs, default) in ends.items()
+                for x in xs
+                if x != default
+            ]
+            measured = self._trims_for(path, digest, scene, cases)
+            trims = {s: measured[(s, "")] for s in states}
             for s in states:
-                input_trims[s] = {}
-                for name in held:
-                    spec = (written or scene["inputs"])[name]
-                    xs = sorted({spec["minimum"], spec["default"], spec["maximum"]})
-                    ys = [
-                        0.0
-                        if x == spec["default"]
-                        else self._trim_for(path, digest, scene, s, {name: x})
-                        - trims[s]
-                        for x in xs
-                    ]
-                    input_trims[s][name] = (xs, ys)
+                input_trims[s] = {
+                    name: (
+                        xs,
+                        [
+                            0.0
+                            if x == default
+                            else measured[(s, f",{name}={x!r}")] - trims[s]
+                            for x in xs
+                        ],
+                    )
+                    for name, (xs, default) in ends.items()
+                }
         initial = scene.get("initial_state")
         trim_db = trims.get(initial, 0.0)
         starts = {TRIM_NODE: trim_db}

@@ -362,3 +362,40 @@ def test_loudness_is_held_across_an_input_unless_the_scene_lets_it_rise(
     quiet, loud = levels["false"]
     assert quiet == pytest.approx(-24.0, abs=0.5)
     assert loud - quiet == pytest.approx(18.0, abs=0.5)
+
+
+def test_trims_measured_together_equal_trims_measured_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    import engine.scenes.player as player_module
+
+    path = tmp_path / "ducked.yaml"
+    path.write_text(DUCKED + "  hold_inputs: true\n")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    cases = [(None, None), (None, {"level": 1.0}), (None, {"level": 0.5})]
+
+    def fresh_player(cache: str) -> ScenePlayer:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / cache))
+        monkeypatch.setattr(player_module, "_trim_cache", player_module._TrimCache())
+        return ScenePlayer(Engine(sample_rate=RATE, seed=5))
+
+    player = fresh_player("together")
+    scene = player_module.load_scene_file(path)[0]
+    together = player._trims_for(path, digest, scene, cases)  # one thread per core
+    alone = {}
+    for index, case in enumerate(cases):
+        player = fresh_player(f"alone-{index}")
+        alone.update(player._trims_for(path, digest, scene, [case]))
+    assert together == alone
+    assert len(set(together.values())) == 3  # three different loudnesses
+    # The quiet tone needs more gain than the loud one, by the 18 dB between.
+    assert together[(None, "")] - together[(None, ",level=1.0")] == pytest.approx(
+        18.0, abs=0.5
+    )
+    # Measured once: a second ask reads the cache, with no render.
+    monkeypatch.setattr(player_module, "measure_loudness", None)
+    assert player._trims_for(path, digest, scene, cases[-1:]) == {
+        (None, ",level=0.5"): together[(None, ",level=0.5")]
+    }
