@@ -214,6 +214,19 @@ def test_status_answers_the_sender_with_scene_state_inputs_and_levels(surface, c
     assert volume_db == 0.0
 
 
+def test_status_carries_each_layers_measured_meter(surface, client):
+    surface.player.engine.render(RATE)  # the meters' 300 ms window settles
+    client.sendto(encode_message("/soundscape/status"), (HOST, surface.port))
+    got = {m.address: m.args for m in replies(client, 20)}
+    # calm: a 0.2 sine at full level; tense: off in this state; hit: not fired.
+    peak_db, rms_db = got["/soundscape/status/meter/calm"]
+    assert peak_db == pytest.approx(20 * math.log10(0.2), abs=0.1)
+    assert rms_db == pytest.approx(20 * math.log10(0.2 / math.sqrt(2)), abs=0.1)
+    assert got["/soundscape/status/meter/tense"] == (-120.0, -120.0)
+    assert got["/soundscape/status/meter/hit"] == (-120.0, -120.0)
+    assert got["/soundscape/status/layer/tense"] == (0.0,)  # asked for: off
+
+
 def test_documented_addresses_are_all_served_and_in_the_reference(surface):
     served = set(surface.server.addresses)
     text = DOCS.read_text(encoding="utf-8")
