@@ -38,7 +38,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from engine.dsp.jit import JIT, STATE_CEILING, zap
 from engine.dsp.layout import I_IN, I_OUT, I_VOICES
@@ -95,6 +97,36 @@ def _meter_init(
     state[_M_KEEP_PER_FRAME] = -1.0 / (window_ms * 1e-3 * sample_rate)
 
 
+# Bits of a float64 with the sign cleared, and of the largest level a meter
+# takes (as the mean square's ceiling); inf's and NaN's bits are above it.
+_ABS_MASK = 0x7FFFFFFFFFFFFFFF
+_CEILING_BITS = int(np.array(STATE_CEILING).view(np.int64))
+
+
+@intrinsic
+def _float_bits(typingctx, x):  # type: ignore[no-untyped-def]
+    """The IEEE 754 bits of a float64 as an int64 (jitted code only)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):  # type: ignore[no-untyped-def]
+    """The float64 whose IEEE 754 bits are ``bits`` (jitted code only)."""
+    if bits != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
 @njit(**JIT)
 def meter(bufs, row, p0, p1, state, sample_rate, n_frames):
     """Pass the input through and measure its peak and mean square.
@@ -106,7 +138,11 @@ def meter(bufs, row, p0, p1, state, sample_rate, n_frames):
     """
     voices = row[I_VOICES]
     in_slot, in_stride = row[I_IN], row[I_IN + 1]
-    block_peak = 0.0
+    # The peak is found on the bits: for non-negative floats their order is
+    # the integers' order, and an integer max vectorises where a float max
+    # (which must keep NaN's semantics) is one long dependency chain; this
+    # halves the meter's cost (measured: benchmarks/bench_meters.py).
+    peak_bits = 0
     square_sum = 0.0
     for voice in range(voices):
         x = bufs[in_slot + voice * in_stride]
@@ -114,11 +150,14 @@ def meter(bufs, row, p0, p1, state, sample_rate, n_frames):
         for frame in range(n_frames):
             sample = x[frame]
             out[frame] = sample
+            bits = _float_bits(sample) & _ABS_MASK
+            # NaN and inf (and absurd levels) read as 0: never in the state.
+            bits = bits if bits < _CEILING_BITS else 0
+            peak_bits = max(peak_bits, bits)
             level = abs(sample)
-            # NaN fails the comparison too: it reads as 0, never reaches state.
             level = level if level < STATE_CEILING else 0.0
-            block_peak = max(block_peak, level)
             square_sum += level * level
+    block_peak = _bits_float(peak_bits)
     if state[_M_CACHED_N] != n_frames:
         state[_M_CACHED_N] = n_frames
         state[_M_FALL_N] = math.exp(n_frames * state[_M_FALL_PER_FRAME])

@@ -122,13 +122,16 @@ def test_silence_lands_on_exact_zero_so_no_subnormal_stays() -> None:
     assert below == pytest.approx(6.0, abs=0.1)
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
 @pytest.mark.parametrize("block", [64, 512])
-def test_a_burst_shorter_than_a_block_is_caught_in_full(block: int) -> None:
+def test_a_burst_shorter_than_a_block_is_caught_in_full(
+    block: int, sign: float
+) -> None:
     fs = 48000
     x = np.zeros(fs // 2)
     at = 3 * block + block // 3  # inside a block, not on its edge
-    x[at] = 0.8
-    x[at + 1] = -0.3
+    x[at] = 0.8 * sign
+    x[at + 1] = -0.3 * sign
     _, readings = _run(_program(fs), x, block)
     held = readings[readings[:, 0] > at]
     assert held[0, 1] == pytest.approx(_db(0.8), abs=1e-9)
