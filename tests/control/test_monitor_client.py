@@ -5,6 +5,7 @@ under the JACK dummy server, and says so clearly when nothing answers."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -154,4 +155,6 @@ def test_monitor_shows_a_playing_engine(jack_server, capsys):
     # 600..1200 Hz on an exponential curve: 848.5 Hz at 0.5.
     assert "tense.tone.frequency_hz=848.5->848.5" in last
     assert "device=running" in last
+    # The calm layer (a 0.2 sine) as the audio thread measures it: -17.0 dBFS.
+    assert re.search(r"rms\.calm=-1[67]\.\d ", last), last
     assert "underflows=" in last
