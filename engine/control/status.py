@@ -13,10 +13,11 @@ the design allows for aligned 8-byte values): the master output's peak and RMS
 and each layer's (``layer_meters``: {layer: [peak_dbfs, rms_dbfs]}) as the
 audio thread's meters measure them (``engine/control/level_meters.py``: the
 peak falls 20 dB/s, the RMS is a 300 ms exponential mean), and each layer's
-level (``layers``: 0..1, its state fade as the audio thread has it now; what
-the scene asks for, where the meters say what it sounds like). CPU is the callback's time against the block
-budget since the previous snapshot; underflows and callbacks come from the
-live player's statistics (absent offline). ``params`` are the parameters
+level (``layers``: 0..1, its state fade as the audio thread has it now: what
+the scene asks for, where the meters say what it sounds like). CPU is the
+callback's time against the block budget since the previous snapshot;
+underflows and callbacks come from the live player's statistics (absent
+offline). ``params`` are the parameters
 that follow an input (``engine/control/param_watch.py``), each with the target
 the control plane wrote and the value the audio thread has smoothed it to;
 ``model`` holds the latest outputs of the scene's model loop
