@@ -25,8 +25,9 @@ import math
 from engine.dsp.kernels_meter import M_MEAN_SQUARE, M_PEAK, METER_PREFIX
 from engine.dsp.layout import I_STATE
 from engine.graph.program import Program
+from engine.rt.engine import Engine
 
-__all__ = ["SILENCE_DB", "MeterTaps", "amplitude_db"]
+__all__ = ["SILENCE_DB", "MeterTaps", "amplitude_db", "clear_meters"]
 
 SILENCE_DB = -120.0
 
@@ -83,9 +84,27 @@ class MeterTaps:
             readings[measured] = (peak, mean_square)
         return readings
 
+    def clear(self) -> None:
+        """Set every meter to silence. Only while no audio thread renders the
+        program (a closed stream): a block in progress would undo it."""
+        for offsets in self.offsets.values():
+            for offset in offsets:
+                self.program.state[offset + M_PEAK] = 0.0
+                self.program.state[offset + M_MEAN_SQUARE] = 0.0
+
     def read(self) -> dict[str, tuple[float, float]]:
         """(peak_dbfs, rms_dbfs) of each measured thing, ``SILENCE_DB`` floored."""
         return {
             measured: (amplitude_db(peak), _power_db(mean_square))
             for measured, (peak, mean_square) in self.read_linear().items()
         }
+
+
+def clear_meters(engine: Engine) -> None:
+    """Silence the meters of the program playing and of the master bus, once
+    the stream is closed: they would otherwise hold the last block's falling
+    reading for as long as nothing renders (a daemon paused after its sleep
+    timer)."""
+    for program in (engine.current, engine.master):
+        if program is not None:
+            MeterTaps(program).clear()

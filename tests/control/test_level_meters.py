@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.control.level_meters import SILENCE_DB, MeterTaps, amplitude_db
+from engine.control.level_meters import (
+    SILENCE_DB,
+    MeterTaps,
+    amplitude_db,
+    clear_meters,
+)
 from engine.rt.engine import Engine
 from engine.scenes.player import ScenePlayer
 
@@ -111,3 +116,14 @@ def test_silence_reads_as_the_floor_not_minus_infinity():
     engine = Engine(sample_rate=RATE)
     engine.render(512)
     assert MeterTaps(engine.master).read() == {"master": (SILENCE_DB, SILENCE_DB)}
+
+
+def test_cleared_meters_read_silence_and_measure_again_when_rendering(two_tones):
+    engine = two_tones.engine
+    engine.render(RATE)
+    assert _layers(two_tones)["low"][0] > -20.0
+    clear_meters(engine)  # as the daemon does once its stream is closed
+    assert set(_layers(two_tones).values()) == {(SILENCE_DB, SILENCE_DB)}
+    assert MeterTaps(engine.master).read()["master"] == (SILENCE_DB, SILENCE_DB)
+    engine.render(RATE // 10)
+    assert _layers(two_tones)["low"][0] == pytest.approx(amplitude_db(0.2), abs=0.1)
