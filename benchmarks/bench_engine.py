@@ -128,6 +128,7 @@ NODE_VARIANTS = {
     "bands animated": ("bands", {"gain_1khz_db": 6.0, "animate_db": 6.0}),
     "grains 200/s": ("grains", {"rate_hz": 200.0, "duration_ms": 40.0}),
     "sample granular": ("sample", {"mode": "granular"}),
+    "meter stereo": ("meter", {"voices": 2}),
 }
 NODE_SETTINGS = {"chords": {"voices": 4}}
 

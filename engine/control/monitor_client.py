@@ -52,6 +52,7 @@ def status_from_messages(
         "input_ranges": {},
         "params": {},
         "layers": {},
+        "layer_meters": {},
     }
     seen_scene = False
     for message in messages:
@@ -69,6 +70,8 @@ def status_from_messages(
                 status["input_ranges"][name] = [float(args[0]), float(args[1])]
             elif kind == "layer" and name:
                 status["layers"][name] = float(args[0])
+            elif kind == "meter" and name:
+                status["layer_meters"][name] = [float(args[0]), float(args[1])]
             elif kind == "param" and name:
                 status["params"][name.replace("/", ".")] = {
                     "target": _value(args[0]),

@@ -155,8 +155,10 @@ def render_status(
     meters = status.get("layer_meters", {})
     if layers:
         lines.append("layers (level)" + ("  peak/rms dBFS" if meters else ""))
+        # With meters, the fade's bar gives way so the measured dB fit.
+        level_w = max(6, min(bar_w, width - name_w - 43)) if meters else bar_w
         for name, level in layers.items():
-            line = f"  {name:<{name_w}} {bar(level, bar_w)} {_db(level):>9}"
+            line = f"  {name:<{name_w}} {bar(level, level_w)} {_db(level):>9}"
             if name in meters:
                 peak, rms = meters[name]
                 line += f"  {_meter(peak, 10)} {peak:6.1f} {rms:6.1f}"
@@ -190,7 +192,7 @@ def render_status(
 
 def summary_line(status: dict[str, Any], device: str | None = None) -> str:
     """One line for logs: time, scene, state, inputs, parameters (smoothed and
-    target), master peak, CPU, underflows, device."""
+    target), master peak, each layer's measured RMS, CPU, underflows, device."""
     parts = [
         f"t={status.get('uptime_s', 0.0):.1f}s",
         f"scene={status.get('scene') or '-'}",
@@ -204,6 +206,11 @@ def summary_line(status: dict[str, Any], device: str | None = None) -> str:
     ]
     if "master_peak_dbfs" in status:
         parts.append(f"peak={status['master_peak_dbfs']:.1f}dBFS")
+    # Each layer's measured RMS: what it sounds like, in one short field.
+    parts += [
+        f"rms.{name}={meter[1]:.1f}"
+        for name, meter in status.get("layer_meters", {}).items()
+    ]
     if "cpu_percent" in status:
         parts.append(f"cpu={status['cpu_percent']:.1f}%")
         parts.append(f"underflows={status.get('underflows', 0)}")

@@ -792,6 +792,12 @@ class OscApi:
             )
         for name, level in status.get("layers", {}).items():
             messages.append(encode_message(f"{p}/layer/{name}", [float(level)], "f"))
+        for name, (peak_db, rms_db) in status.get("layer_meters", {}).items():
+            messages.append(
+                encode_message(
+                    f"{p}/meter/{name}", [float(peak_db), float(rms_db)], "ff"
+                )
+            )
         for name, param in status.get("params", {}).items():
             # layer.node.param -> /param/layer/node/param, as /layer/... sets it;
             # NaN stands for a value the playing program does not have.

@@ -5,14 +5,19 @@ smoothed value), model outputs, levels, CPU, underflows, uptime.
     report = StatusReport(player, live=live_player)
     report.snapshot()
     # {"scene": "forest", "state": "night", "inputs": {"danger": 0.2},
-    #  "layers": {"wind": 1.0, ...}, "master_peak_dbfs": -14.2, ...}
+    #  "layers": {"wind": 1.0, ...}, "layer_meters": {"wind": [-16.1, -22.4]},
+    #  "master_peak_dbfs": -14.2, ...}
 
 Levels are read from the arrays the audio thread writes, without a lock (as
 the design allows for aligned 8-byte values): the master output's peak and RMS
-over the last block rendered, and each layer's level (0..1, its state fade as
-the audio thread has it now). CPU is the callback's time against the block
-budget since the previous snapshot; underflows and callbacks come from the
-live player's statistics (absent offline). ``params`` are the parameters
+and each layer's (``layer_meters``: {layer: [peak_dbfs, rms_dbfs]}) as the
+audio thread's meters measure them (``engine/control/level_meters.py``: the
+peak falls 20 dB/s, the RMS is a 300 ms exponential mean), and each layer's
+level (``layers``: 0..1, its state fade as the audio thread has it now: what
+the scene asks for, where the meters say what it sounds like). CPU is the
+callback's time against the block budget since the previous snapshot;
+underflows and callbacks come from the live player's statistics (absent
+offline). ``params`` are the parameters
 that follow an input (``engine/control/param_watch.py``), each with the target
 the control plane wrote and the value the audio thread has smoothed it to;
 ``model`` holds the latest outputs of the scene's model loop
@@ -30,27 +35,21 @@ from typing import Any
 
 import numpy as np
 
+from engine.control.level_meters import SILENCE_DB, MeterTaps, amplitude_db
 from engine.control.param_watch import ParamWatch
 from engine.dsp.layout import INFO_OUT_SLOT, INFO_OUT_STRIDE, P_CURRENT
 
 __all__ = ["SILENCE_DB", "StatusReport", "master_levels_dbfs"]
 
-# What silence reads as, instead of -inf (OSC floats and JSON take it).
-SILENCE_DB = -120.0
 # CPU figures are recomputed at most this often (a faster poll reuses them).
 _CPU_WINDOW_S = 0.25
-
-
-def _db(amplitude: float) -> float:
-    if not amplitude > 0.0:
-        return SILENCE_DB
-    return max(20.0 * math.log10(amplitude), SILENCE_DB)
 
 
 def master_levels_dbfs(engine: Any, n_frames: int) -> tuple[float, float]:
     """Peak and RMS (dBFS) of the master output's last ``n_frames`` rendered
     (the frames of the last block, or of its last segment and the one before
-    when an event split it). ``SILENCE_DB`` for silence."""
+    when an event split it). ``SILENCE_DB`` for silence. Status reports the
+    master meter instead; this tells whether the very last block was silent."""
     master = engine.master
     bufs = master.bufs
     left = int(master.info[INFO_OUT_SLOT])
@@ -61,7 +60,7 @@ def master_levels_dbfs(engine: Any, n_frames: int) -> tuple[float, float]:
     rms = float(np.sqrt(np.mean(np.square(block))))
     if not (math.isfinite(peak) and math.isfinite(rms)):
         return SILENCE_DB, SILENCE_DB  # the output guard mutes these anyway
-    return _db(peak), _db(rms)
+    return amplitude_db(peak), amplitude_db(rms)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -95,6 +94,9 @@ class StatusReport:
         # The watched parameters of the scene playing (rebuilt when it changes:
         # every load gives the player a new inputs object).
         self._watch: tuple[Any, ParamWatch] | None = None
+        # Where the meters of the program playing and of the master live.
+        self._taps: MeterTaps | None = None
+        self._master_taps: MeterTaps | None = None
 
     def _layer_levels(self, layers: list[str]) -> dict[str, float]:
         program = self.engine.current
@@ -109,6 +111,25 @@ class StatusReport:
             value = float(program.params[P_CURRENT, ref.column])
             levels[layer] = value if math.isfinite(value) else 0.0
         return levels
+
+    def _meters(self) -> tuple[dict[str, list[float]], tuple[float, float]]:
+        """Each layer's [peak_dbfs, rms_dbfs] and the master's, as measured."""
+        program = self.engine.current
+        layers: dict[str, list[float]] = {}
+        if program is not None:
+            if self._taps is None or self._taps.program is not program:
+                self._taps = MeterTaps(program)
+            layers = {
+                name: [round(peak, 2), round(rms, 2)]
+                for name, (peak, rms) in self._taps.read().items()
+            }
+        master = self.engine.master
+        if self._master_taps is None or self._master_taps.program is not master:
+            self._master_taps = MeterTaps(master)
+        levels = self._master_taps.read().get("master")
+        if levels is None:  # a master bus built without its meter
+            levels = master_levels_dbfs(self.engine, self.block_size)
+        return layers, levels
 
     def _params(self) -> dict[str, dict[str, float | None]]:
         inputs = getattr(self.player, "inputs", None)
@@ -135,7 +156,7 @@ class StatusReport:
         level = master.param("volume", "level")
         gain_db = float(master.params[P_CURRENT, gain.column])
         linear = float(master.params[P_CURRENT, level.column])
-        return max(gain_db + _db(linear), SILENCE_DB)
+        return max(gain_db + amplitude_db(linear), SILENCE_DB)
 
     def _cpu_percent(self) -> tuple[float, float]:
         """(mean, max) callback CPU time in % of the block budget, over the
@@ -170,7 +191,7 @@ class StatusReport:
     def snapshot(self) -> dict[str, Any]:
         """The status as a dict of plain values (str, float, int, dicts)."""
         status = self.player.status()
-        peak_db, rms_db = master_levels_dbfs(self.engine, self.block_size)
+        layer_meters, (peak_db, rms_db) = self._meters()
         cpu_mean, cpu_max = self._cpu_percent()
         live_stats = self.live.snapshot() if self.live is not None else None
         snapshot: dict[str, Any] = {
@@ -180,6 +201,7 @@ class StatusReport:
             "input_ranges": self._input_ranges(),
             "params": self._params(),
             "layers": self._layer_levels(list(status.get("layers", []))),
+            "layer_meters": layer_meters,
             "master_peak_dbfs": round(peak_db, 2),
             "master_rms_dbfs": round(rms_db, 2),
             "volume_db": round(self._volume_db(), 2),

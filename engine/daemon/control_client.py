@@ -196,6 +196,16 @@ def format_status(status: dict[str, Any]) -> str:
     if inputs:
         text = ", ".join(f"{k}={v:.3g}" for k, v in sorted(inputs.items()))
         lines.append(f"inputs      {text}")
+    # Each layer: its fade (what the scene asks for) and its meter (what it
+    # sounds like), when the engine reports them.
+    fades = status.get("layers") or {}
+    meters = status.get("layer_meters") or {}
+    for name in dict.fromkeys([*fades, *meters]):
+        parts = [f"level {fades[name]:.2f}"] if name in fades else []
+        if name in meters:
+            peak_db, rms_db = meters[name]
+            parts.append(f"peak {peak_db:.1f} dBFS, rms {rms_db:.1f} dBFS")
+        lines.append(f"layer       {name}: {', '.join(parts)}")
     if "master_peak_dbfs" in status:
         lines.append(
             f"levels      peak {status['master_peak_dbfs']:.1f} dBFS, rms "

@@ -54,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from engine.control.level_meters import clear_meters
 from engine.daemon.portaudio_instance import PortAudioHost
 from engine.rt.engine import Engine
 from engine.rt.live import LivePlayer
@@ -445,6 +446,9 @@ class OutputSupervisor:
             self._renew = "clean"
         else:
             self._renew = "suspect"
+        # Nothing renders now: the meters read silence, not the last block's
+        # falling peak, from the moment the status says "paused".
+        clear_meters(self.engine)
         self._set(
             state=OutputState.PAUSED,
             playing_since=None,

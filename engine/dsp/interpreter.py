@@ -24,6 +24,7 @@ from engine.dsp import kernels_event as event
 from engine.dsp import kernels_filter as flt
 from engine.dsp import kernels_gen as gen
 from engine.dsp import kernels_master as master
+from engine.dsp import kernels_meter as meters
 from engine.dsp import kernels_mix as mixing
 from engine.dsp import kernels_mod as mod
 from engine.dsp import kernels_noise as noise
@@ -91,6 +92,7 @@ KERNELS = {
     Op.RING_MOD: mixing.ring_mod,
     Op.AM: mixing.am,
     Op.LIMITER: master.limiter,
+    Op.METER: meters.meter,
     Op.DUCK: dyn.duck,
     Op.DUST: event.dust,
     Op.GRAINS: event.grains,

@@ -46,6 +46,7 @@ class Op(IntEnum):
     AM = 66
     # Master (kernels_master).
     LIMITER = 70
+    METER = 71  # level meter (kernels_meter)
     # Dynamics (kernels_dynamics).
     DUCK = 75
     # Events (kernels_event) and the band equaliser (kernels_eq).

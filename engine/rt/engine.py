@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from engine.dsp.kernels_master import limiter_latency_frames
+from engine.dsp.kernels_meter import meter_node
 from engine.graph.compile import compile_graph
 from engine.graph.graph import Graph
 from engine.graph.program import Program
@@ -69,13 +70,23 @@ def silent_graph() -> Graph:
     return g
 
 
-def master_graph(ceiling_dbtp: float = -1.0, volume_db: float = 0.0) -> Graph:
-    """Master bus: volume, DC blocker, true-peak limiter."""
+# The master bus's output meter (engine.control.level_meters reads it).
+MASTER_METER = meter_node("master")
+
+
+def master_graph(
+    ceiling_dbtp: float = -1.0, volume_db: float = 0.0, *, meter: bool = True
+) -> Graph:
+    """Master bus: volume, DC blocker, true-peak limiter, and a level meter
+    on what leaves it (``meter=False`` leaves it out; the sound is the same)."""
     g = Graph()
     bus = g.input(2, name="bus")
     volume = g.node("gain", bus, name="volume", gain_db=volume_db)
     dc = g.node("dc_blocker", volume, name="dc")
-    g.output(g.node("limiter", dc, name="limiter", ceiling_dbtp=ceiling_dbtp))
+    out = g.node("limiter", dc, name="limiter", ceiling_dbtp=ceiling_dbtp)
+    if meter:
+        out = g.node("meter", out, name=MASTER_METER)
+    g.output(out)
     return g
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.dsp.kernels_meter import meter_node
 from engine.dsp.nodes import NodeSpec, Param, node_types
 from engine.graph.compile import compile_graph
 from engine.graph.graph import Graph, GraphError, Node, Signal
@@ -62,7 +63,7 @@ from engine.scenes.yaml_source import YamlSource, load_yaml
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _REFERENCE = re.compile(r"^([a-z][a-z0-9_]*)(?:\[(\d+)\])?$")
 # Node types a scene may not place itself: the engine owns these.
-_ENGINE_ONLY = {"input", "limiter"}
+_ENGINE_ONLY = {"input", "limiter", "meter"}
 
 
 def _scene_node_types() -> dict[str, NodeSpec]:
@@ -1255,11 +1256,15 @@ def _build_layer(
 TRIM_NODE = "trim"
 
 
-def build_graph(source: YamlSource, scene: dict[str, Any]) -> Graph:
+def build_graph(
+    source: YamlSource, scene: dict[str, Any], *, meters: bool = True
+) -> Graph:
     """The scene's graph: each layer's nodes (named ``layer.node``; a trigger's
     layer once per voice), its level and pan (``layer.level``, ``layer.pan``),
     a ``layer.duck`` where the master ducks it, a ``layer.send`` into the
-    shared ``reverb``; all summed, then the scene's trim and one
+    shared ``reverb``, a ``meter:layer`` (what the layer adds to the bus,
+    measured on the audio thread; ``meters=False`` leaves them out, it does
+    not change the sound); all summed, then the scene's trim and one
     ``hold_<input>`` gain per held input (set by the player)."""
     graph = Graph()
     # Each layer copy's bus after its level and pan, before any ducking.
@@ -1297,7 +1302,11 @@ def build_graph(source: YamlSource, scene: dict[str, Any]) -> Graph:
         if "send_db" in scene["layers"][name]
         for bus in layer_buses
     ]
-    everything = [bus for layer_buses in buses.values() for bus in layer_buses]
+    everything = [
+        graph.node("meter", bus, name=meter_node(_copy_of(bus))) if meters else bus
+        for layer_buses in buses.values()
+        for bus in layer_buses
+    ]
     if sends:
         room = master.get("reverb") or SHARED_REVERB.check(source, (), {})
         everything.append(

@@ -5,6 +5,7 @@ under the JACK dummy server, and says so clearly when nothing answers."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from engine.control.monitor_client import (
     StatusSubscriber,
     status_from_messages,
 )
+from engine.control.monitor_view import render_status
 from engine.control.osc_surface import OscSettings, OscSurface
 from engine.control.osc_wire import parse
 from engine.rt.engine import Engine
@@ -53,6 +55,14 @@ def test_the_status_bundle_decodes_to_the_status_dict():
     assert param["value"] == pytest.approx(expected["value"], rel=1e-6)
     assert decoded["model"] == {"calm": pytest.approx(0.4)}
     assert decoded["layers"] == {"tone": pytest.approx(status["layers"]["tone"])}
+    assert decoded["layer_meters"] == {
+        "tone": pytest.approx(status["layer_meters"]["tone"])
+    }
+    assert decoded["layer_meters"]["tone"][1] > -60.0  # measured, not the floor
+    # ... and the monitor draws them beside the layer's fade.
+    peak_db, rms_db = decoded["layer_meters"]["tone"]
+    tone = next(line for line in render_status(decoded, width=120) if "tone " in line)
+    assert f"{peak_db:6.1f} {rms_db:6.1f}" in tone
     assert decoded["master_peak_dbfs"] == pytest.approx(status["master_peak_dbfs"])
     assert decoded["heart"]["connected"] is False
     assert decoded["osc"]["rejected"] == 0
@@ -145,4 +155,6 @@ def test_monitor_shows_a_playing_engine(jack_server, capsys):
     # 600..1200 Hz on an exponential curve: 848.5 Hz at 0.5.
     assert "tense.tone.frequency_hz=848.5->848.5" in last
     assert "device=running" in last
+    # The calm layer (a 0.2 sine) as the audio thread measures it: -17.0 dBFS.
+    assert re.search(r"rms\.calm=-1[67]\.\d ", last), last
     assert "underflows=" in last

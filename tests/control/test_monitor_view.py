@@ -6,6 +6,7 @@ draws the status a real StatusReport builds."""
 from __future__ import annotations
 
 import io
+import math
 import re
 from pathlib import Path
 
@@ -182,3 +183,11 @@ def test_it_draws_what_a_status_report_builds():
     assert "0.250" in line_with(lines, "tone.osc.amplitude")
     assert "device offline" in lines[0]
     assert "tone.osc.amplitude=" in summary_line(status)
+    # The layer's meter, measured 100 ms in (the tone still gliding up from
+    # 0.05 towards 0.25, the RMS rising in its 300 ms window): not the floor.
+    peak_db, rms_db = status["layer_meters"]["tone"]
+    assert -60.0 < rms_db < peak_db < 20 * math.log10(0.25)
+    for width in (80, 100, 140):
+        tone = line_with(render_status(status, width=width), "tone ")
+        assert tone.rstrip().endswith(f"{peak_db:6.1f} {rms_db:6.1f}"), width
+    assert f"rms.tone={rms_db:.1f}" in summary_line(status)

@@ -214,6 +214,46 @@ def test_status_answers_the_sender_with_scene_state_inputs_and_levels(surface, c
     assert volume_db == 0.0
 
 
+def test_status_carries_each_layers_measured_meter(surface, client):
+    surface.player.engine.render(RATE)  # the meters' 300 ms window settles
+    client.sendto(encode_message("/soundscape/status"), (HOST, surface.port))
+    got = {m.address: m.args for m in replies(client, 20)}
+    # calm: a 0.2 sine at full level; tense: off in this state; hit: not fired.
+    peak_db, rms_db = got["/soundscape/status/meter/calm"]
+    assert peak_db == pytest.approx(20 * math.log10(0.2), abs=0.1)
+    assert rms_db == pytest.approx(20 * math.log10(0.2 / math.sqrt(2)), abs=0.1)
+    assert got["/soundscape/status/meter/tense"] == (-120.0, -120.0)
+    assert got["/soundscape/status/meter/hit"] == (-120.0, -120.0)
+    assert got["/soundscape/status/layer/tense"] == (0.0,)  # asked for: off
+
+
+def _latest_meter(sock: socket.socket, layer: str, after_s: float) -> tuple:
+    """The last /status/meter/<layer> among the packets arriving in ``after_s``."""
+    found = None
+    for message in replies(sock, 1000, timeout_s=after_s):
+        if message.address == f"/soundscape/status/meter/{layer}":
+            found = message.args
+    assert found is not None, f"no meter for {layer}"
+    return found
+
+
+def test_subscribers_see_a_layers_meter_follow_its_gain(surface, client):
+    engine = surface.player.engine
+    engine.render(RATE)
+    client.sendto(encode_message("/soundscape/subscribe", [20.0]), (HOST, surface.port))
+    _, rms_db = _latest_meter(client, "calm", 0.3)
+    assert rms_db == pytest.approx(20 * math.log10(0.2 / math.sqrt(2)), abs=0.1)
+    before = applied(surface)
+    client.sendto(
+        encode_message("/soundscape/layer/calm/gain_db", [-20.0]), (HOST, surface.port)
+    )
+    assert wait_for(lambda: applied(surface) > before)
+    engine.render(3 * RATE)  # ten RMS windows: settled
+    assert target(engine, "calm.level", "gain_db") == -20.0
+    _, lower_db = _latest_meter(client, "calm", 0.3)
+    assert lower_db - rms_db == pytest.approx(-20.0, abs=0.2)
+
+
 def test_documented_addresses_are_all_served_and_in_the_reference(surface):
     served = set(surface.server.addresses)
     text = DOCS.read_text(encoding="utf-8")

@@ -1,5 +1,6 @@
 """Status snapshots: master levels measured from what was rendered, layer levels
-as the audio thread has them, volume, and the player's scene, state, inputs."""
+(fades) and layer meters as the audio thread has them, volume, and the
+player's scene, state, inputs."""
 
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ def test_snapshot_names_scene_state_inputs_layers_and_volume(player):
     assert snapshot["inputs"] == {"danger": 0.4}
     assert snapshot["layers"]["calm"] == 0.0  # faded out in combat
     assert snapshot["layers"]["tense"] == pytest.approx(1.0)
+    # Measured: tense sounds (a 0.2 sine); calm, faded out at the bar line,
+    # is falling at the RMS window's 14.5 dB/s.
+    tense_peak, tense_rms = snapshot["layer_meters"]["tense"]
+    assert tense_rms == pytest.approx(20 * np.log10(0.2 / np.sqrt(2)), abs=0.2)
+    assert tense_peak == pytest.approx(20 * np.log10(0.2), abs=0.2)
+    assert snapshot["layer_meters"]["calm"][1] < tense_rms - 20.0
     assert snapshot["volume_db"] == pytest.approx(-6.0)
     assert snapshot["master_peak_dbfs"] > snapshot["master_rms_dbfs"] > -60
     assert snapshot["underflows"] == 0 and snapshot["cpu_percent"] == 0.0

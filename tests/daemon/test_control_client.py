@@ -30,6 +30,7 @@ def status_bundle() -> bytes:
             encode_message(f"{s}/scene", ["forest", "night"], "ss"),
             encode_message(f"{s}/input/danger", [0.25], "f"),
             encode_message(f"{s}/layer/wind", [1.0], "f"),
+            encode_message(f"{s}/meter/wind", [-18.25, -24.5], "ff"),
             encode_message(f"{s}/levels", [-14.5, -22.0, -6.0], "fff"),
             encode_message(f"{s}/cpu", [3.5, 40.0], "ff"),
             encode_message(f"{s}/underflows", [2, 90000, 1], "iii"),
@@ -115,6 +116,8 @@ def test_status_bundle_becomes_a_dict_and_readable_lines(responder) -> None:  # 
         "no audio callback)" in lines
     )
     assert "uptime      1h 02m 05s" in lines
+    assert status["layer_meters"] == {"wind": [-18.25, -24.5]}
+    assert "layer       wind: level 1.00, peak -18.2 dBFS, rms -24.5 dBFS" in lines
 
 
 def test_an_error_reply_is_the_daemons_reason(responder) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ the line that is wrong, with what was expected; the JSON Schema agrees."""
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import jsonschema
@@ -14,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.analysis import true_peak_dbtp
-from engine.rt.engine import Engine
+from engine.rt.engine import Engine, master_graph
+from engine.scenes import format as scene_format
 from engine.scenes.errors import SceneError
 from engine.scenes.format import load_scene_file, scene_json_schema
+from engine.scenes.player import ScenePlayer
 from engine.scenes.yaml_source import load_yaml
 
 SCENES = sorted((Path(__file__).resolve().parents[2] / "scenes").glob("*.yaml"))
@@ -81,6 +84,38 @@ def test_layers_become_named_nodes_summed_to_the_output(tmp_path: Path) -> None:
     left = np.abs(np.fft.rfft(audio[:, 0]))[round(55.0 / 2)]
     right = np.abs(np.fft.rfft(audio[:, 1]))[round(55.0 / 2)]
     assert left > 1.5 * right
+
+
+GAME = Path(__file__).resolve().parent / "data" / "game.yaml"
+
+
+def _play_game(monkeypatch: pytest.MonkeyPatch, meters: bool) -> np.ndarray:
+    """The game scene with a state change and two triggers, rendered offline."""
+    with monkeypatch.context() as patch:
+        build = functools.partial(scene_format.build_graph, meters=meters)
+        patch.setattr(scene_format, "build_graph", build)
+        engine = Engine(sample_rate=RATE, seed=5)
+        engine.master = engine.compile(master_graph(meter=meters))
+        player = ScenePlayer(engine, on_error=lambda m: None)
+        player.load(GAME)
+    program = engine.current
+    assert program is not None
+    assert ("meter" in program.node_types) == meters
+    assert ("meter" in engine.master.node_types) == meters
+    first = engine.render(RATE // 2, block_size=128)
+    player.fire("hit")
+    player.set_input("danger", 0.7)
+    player.set_state("combat", frame=engine.frame + 1000)
+    player.fire("hit", frame=engine.frame + 777)
+    rest = engine.render(3 * RATE, block_size=128)
+    return np.concatenate([first, rest])
+
+
+def test_meters_do_not_change_a_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_meters = _play_game(monkeypatch, meters=True)
+    without = _play_game(monkeypatch, meters=False)
+    assert np.max(np.abs(without)) > 0.01  # it played
+    np.testing.assert_array_equal(with_meters, without)
 
 
 # The corpus: one broken scene per file, each saying where it is wrong and what

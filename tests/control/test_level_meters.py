@@ -1,0 +1,129 @@
+"""Layer and master meters of a playing scene, read as the status reads them:
+a layer's RMS against theory, a layer's gain change moving its meter and no
+other, a trigger's copies read as one layer, the master meter against the
+rendered output."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.control.level_meters import (
+    SILENCE_DB,
+    MeterTaps,
+    amplitude_db,
+    clear_meters,
+)
+from engine.rt.engine import Engine
+from engine.scenes.player import ScenePlayer
+
+RATE = 48000
+GAME = Path(__file__).parents[1] / "scenes" / "data" / "game.yaml"
+SINE_RMS_DB = 20.0 * math.log10(math.sqrt(0.5))
+
+TWO_TONES = """\
+name: two_tones
+description: Two steady tones, one panned.
+layers:
+  low:
+    nodes:
+      tone: {type: sine, frequency_hz: 220, amplitude: 0.2}
+    output: tone
+  high:
+    pan: 0.5
+    nodes:
+      tone: {type: sine, frequency_hz: 1000, amplitude: 0.1}
+    output: tone
+"""
+
+
+@pytest.fixture
+def two_tones(tmp_path: Path) -> ScenePlayer:
+    path = tmp_path / "two_tones.yaml"
+    path.write_text(TWO_TONES)
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=1), on_error=lambda m: None)
+    player.load(path)
+    return player
+
+
+def _layers(player: ScenePlayer) -> dict[str, tuple[float, float]]:
+    program = player.engine.current
+    assert program is not None
+    return MeterTaps(program).read()
+
+
+def test_each_layer_reads_what_it_adds_to_the_bus(two_tones):
+    two_tones.engine.render(2 * RATE)
+    meters = _layers(two_tones)
+    assert set(meters) == {"low", "high"}
+    peak, rms = meters["low"]
+    assert peak == pytest.approx(amplitude_db(0.2), abs=0.1)
+    assert rms == pytest.approx(amplitude_db(0.2) + SINE_RMS_DB, abs=0.1)
+    # Panned to stereo: equal power shares the sine's power between the two
+    # channels, and the meter reads the mean over channels (as the master's).
+    _, rms_high = meters["high"]
+    assert rms_high == pytest.approx(amplitude_db(0.1) + 2 * SINE_RMS_DB, abs=0.1)
+
+
+def test_a_layer_turned_down_20_db_reads_20_db_less_and_the_other_stays(two_tones):
+    engine = two_tones.engine
+    engine.render(2 * RATE)
+    before = _layers(two_tones)
+    two_tones.set_param("low", "level", "gain_db", -20.0)
+    engine.render(3 * RATE)
+    after = _layers(two_tones)
+    assert after["low"][1] - before["low"][1] == pytest.approx(-20.0, abs=0.2)
+    assert after["low"][0] - before["low"][0] == pytest.approx(-20.0, abs=0.2)
+    assert after["high"][1] == pytest.approx(before["high"][1], abs=0.05)
+    assert after["high"][0] == pytest.approx(before["high"][0], abs=0.05)
+
+
+def test_a_muted_state_layer_falls_to_silence_and_a_trigger_reads_as_one_layer():
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=3), on_error=lambda m: None)
+    player.load(GAME)
+    engine = player.engine
+    engine.render(2 * RATE)  # more than six times the RMS window: settled
+    meters = _layers(player)
+    # Copies hit and hit~2 (the trigger's two voices) are one layer.
+    assert set(meters) == {"calm", "tense", "hit"}
+    assert meters["tense"] == (SILENCE_DB, SILENCE_DB)  # off in the first state
+    assert meters["hit"] == (SILENCE_DB, SILENCE_DB)  # not fired yet
+    assert meters["calm"][1] == pytest.approx(amplitude_db(0.2) + SINE_RMS_DB, abs=0.1)
+    player.fire("hit")
+    engine.render(RATE // 10)
+    assert _layers(player)["hit"][0] > -20.0
+
+
+def test_the_master_meter_reads_the_rendered_output(two_tones):
+    engine = two_tones.engine
+    audio = engine.render(3 * RATE).astype(np.float64)
+    taps = MeterTaps(engine.master)
+    peak, rms = taps.read()["master"]
+    last = audio[-RATE // 2 :]
+    # The peak held and falling 20 dB/s since it was reached (the two tones
+    # peak together every 50 ms); the meter starts the fall at block ends,
+    # so it may read up to one block's fall (0.05 dB) higher.
+    age_s = (len(last) - 1 - np.arange(len(last))) / RATE
+    held = np.max(np.abs(last).max(axis=1) * 10.0 ** (-20.0 * age_s / 20.0))
+    assert amplitude_db(held) - 1e-3 <= peak <= amplitude_db(held) + 0.06
+    assert rms == pytest.approx(amplitude_db(np.sqrt(np.mean(last**2))), abs=0.1)
+
+
+def test_silence_reads_as_the_floor_not_minus_infinity():
+    engine = Engine(sample_rate=RATE)
+    engine.render(512)
+    assert MeterTaps(engine.master).read() == {"master": (SILENCE_DB, SILENCE_DB)}
+
+
+def test_cleared_meters_read_silence_and_measure_again_when_rendering(two_tones):
+    engine = two_tones.engine
+    engine.render(RATE)
+    assert _layers(two_tones)["low"][0] > -20.0
+    clear_meters(engine)  # as the daemon does once its stream is closed
+    assert set(_layers(two_tones).values()) == {(SILENCE_DB, SILENCE_DB)}
+    assert MeterTaps(engine.master).read()["master"] == (SILENCE_DB, SILENCE_DB)
+    engine.render(RATE // 10)
+    assert _layers(two_tones)["low"][0] == pytest.approx(amplitude_db(0.2), abs=0.1)
