@@ -1,6 +1,6 @@
 """What a receive path that needs no GIL would buy beside a busy Python thread.
 
-    python benchmarks/bench_osc_nogil.py [--seconds 6] [--rounds 3]
+    python benchmarks/bench_osc_nogil.py [--seconds 6] [--rounds 3] [--fifo 10]
         [--json benchmarks/out/osc_nogil.json]
 
 A probe for issue #4's latency target (datagram received -> parameter target
@@ -20,6 +20,10 @@ switch interval the OSC surface sets (1 ms) and the receive thread at nice
   type tags against precomputed bytes, reads the big-endian arguments, checks
   the value (finite, in range) and a token-bucket rate limit, writes the
   target and stamps the time with ``clock_gettime``: it never holds the GIL.
+
+With ``--fifo N`` each loop runs a second time with its receive thread at
+SCHED_FIFO priority N instead of nice -11: a GIL-free loop then waits for no
+other thread at all, a Python one still waits for the busy thread's GIL.
 
 Both stamp the time right after the write (CLOCK_MONOTONIC, which processes
 share). The table gives p50/p99/max per loop and round, with the load
@@ -219,7 +223,7 @@ def python_probe(sock: socket.socket, n_messages: int) -> list[float]:
     return latencies_us
 
 
-def measure(loop: str, seconds: float, receive) -> dict:
+def measure(loop: str, seconds: float, receive, fifo_priority: int = 0) -> dict:
     n_messages = int(RATE_HZ * seconds)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((HOST, 0))
@@ -228,9 +232,16 @@ def measure(loop: str, seconds: float, receive) -> dict:
 
     def run() -> None:
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RECEIVE_NICE)
-        except OSError:
-            pass
+            if fifo_priority:
+                os.sched_setscheduler(
+                    threading.get_native_id(),
+                    os.SCHED_FIFO,
+                    os.sched_param(fifo_priority),
+                )
+            else:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RECEIVE_NICE)
+        except OSError as error:
+            result["priority_refused"] = str(error)
         if loop == "nogil":
             result["latencies"] = nogil_probe(sock, n_messages, receive)
         else:
@@ -255,6 +266,10 @@ def measure(loop: str, seconds: float, receive) -> dict:
     latencies = result.get("latencies", [])[20:]  # the first meet a cold path
     return {
         "loop": loop,
+        "receive_priority": f"SCHED_FIFO {fifo_priority}"
+        if fifo_priority
+        else f"nice {RECEIVE_NICE}",
+        "priority_refused": result.get("priority_refused"),
         **stats_us(latencies),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "steal_ms": round(steal_ms() - steal_before),
@@ -269,6 +284,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default=str(ROOT / "benchmarks/out/osc_nogil.json"))
+    parser.add_argument(
+        "--fifo",
+        type=int,
+        default=0,
+        help="also run each loop with its receive thread at this SCHED_FIFO "
+        "priority (what RTKit grants; below JACK's audio thread)",
+    )
     parser.add_argument("--send", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
@@ -287,16 +309,18 @@ def main() -> int:
     print(f"machine: {machine}")
     rows = []
     print(
-        f"{'loop':<7} {'round':>5} {'n':>5} {'p50 us':>7} {'p99 us':>7} "
+        f"{'loop':<12} {'round':>5} {'n':>5} {'p50 us':>7} {'p99 us':>7} "
         f"{'max us':>7} {'load':>5} {'steal ms':>8} {'busy cpu-wait %':>15}"
     )
+    priorities = (0, args.fifo) if args.fifo else (0,)
     for round_index in range(args.rounds):
-        for loop in ("python", "nogil"):
-            row = measure(loop, args.seconds, receive)
+        for loop, fifo in ((lp, f) for f in priorities for lp in ("python", "nogil")):
+            row = measure(loop, args.seconds, receive, fifo)
             row["round"] = round_index + 1
             rows.append(row)
+            name = f"{loop}{'+fifo' if fifo else ''}"
             print(
-                f"{loop:<7} {row['round']:>5} {row['n']:>5} {row['p50_us']:>7.0f} "
+                f"{name:<12} {row['round']:>5} {row['n']:>5} {row['p50_us']:>7.0f} "
                 f"{row['p99_us']:>7.0f} {row['max_us']:>7.0f} "
                 f"{row['load_average_1min']:>5.2f} {row['steal_ms']:>8} "
                 f"{row['busy_thread_waiting_for_cpu_pct']:>15}"

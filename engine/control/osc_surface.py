@@ -22,12 +22,15 @@ What it wires together:
 - :class:`engine.control.status.StatusReport` for ``/status`` and subscribers.
 
 Switch interval: while the surface runs, ``sys.setswitchinterval`` is set to
-``switch_interval_s`` (1 ms). A thread waiting for the GIL waits for a busy one
-to give it up, which CPython asks for every switch interval (5 ms by default):
-beside a busy Python thread (the model loop, a game's glue), OSC handling waits
-about that long. At 1 ms it measured 2.7x faster (benchmarks/RESULTS.md); the
-audio callback never takes the GIL, so it costs the audio nothing. The old
-value comes back at :meth:`OscSurface.stop`.
+``switch_interval_s`` (0.25 ms). A thread waiting for the GIL waits for a busy
+one to give it up, which CPython asks for every switch interval (5 ms by
+default): beside a busy Python thread (the model loop, a game's glue), OSC
+handling waits about that long. Measured beside a busy thread (benchmarks/
+RESULTS.md): median 1.3-1.5 ms at 1 ms, 0.55-0.68 ms at 0.25 ms; what it cost
+the busy threads' work was lost in the shared machine's noise (a switch is
+only forced when a second thread wants the GIL). The audio callback never
+takes the GIL, so it costs the audio nothing. The old value comes back at
+:meth:`OscSurface.stop`.
 
 Priority: the receive threads run at ``thread_nice`` (-11, what RTKit gives
 audio control threads), so that on a busy machine a datagram's thread runs
@@ -72,7 +75,7 @@ from engine.sensors.bridges import check_prefix
 
 __all__ = ["DEFAULT_SWITCH_INTERVAL_S", "OscSettings", "OscSurface"]
 
-DEFAULT_SWITCH_INTERVAL_S = 0.001
+DEFAULT_SWITCH_INTERVAL_S = 0.00025
 # What RTKit gives PipeWire's and PulseAudio's control threads: ahead of
 # ordinary work when a datagram arrives, behind the audio thread (real-time).
 DEFAULT_THREAD_NICE = -11

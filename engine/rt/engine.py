@@ -222,6 +222,10 @@ class Engine:
         self.current = program
         self.loads += 1
         self._free_retired()
+        with self._pump_wake:
+            # A sleeping live pump frees the replaced program once the audio
+            # thread can no longer be reading it.
+            self._pump_wake.notify()
         return program
 
     def _free_retired(self) -> None:
