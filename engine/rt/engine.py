@@ -144,7 +144,8 @@ class Engine:
         self._stale = 0  # cancelled events still in the heap
         self._order = itertools.count()
         # Several control threads schedule (OSC, the model loop, the player);
-        # one pump moves events into the single-producer ring.
+        # whoever holds this lock moves events into the single-producer ring
+        # (the pump, or a scheduling thread delivering within the horizon).
         self._schedule_lock = threading.Lock()
         # Live, the event pump sleeps on this until the schedule's head nears
         # (see wait_for_due); an event scheduled ahead of what it waits for
@@ -212,7 +213,8 @@ class Engine:
         if fade_s is None:
             fade_s = FIRST_FADE_S if self.loads == 0 else DEFAULT_FADE_S
         idle = 1 - int(self.ctl[1])  # C_ACTIVE
-        self._retired.append((self.frame, self.slots[idle]))
+        with self._schedule_lock:  # the pump thread frees retired programs
+            self._retired.append((self.frame, self.slots[idle]))
         self.slots[idle] = program
         if self.on_slot_change is not None:
             self.on_slot_change(idle, program)
@@ -232,7 +234,11 @@ class Engine:
         # A replaced program may still be read by a callback that started before
         # the swap; keep it until two blocks' worth of frames have passed.
         horizon = self.frame - 2 * self.max_block_size
-        self._retired = [(f, p) for f, p in self._retired if f > horizon]
+        # Under the lock: a program retired by a load on another thread
+        # meanwhile must not be dropped with the list (the callback may
+        # still read it).
+        with self._schedule_lock:
+            self._retired = [(f, p) for f, p in self._retired if f > horizon]
 
     @property
     def retiring(self) -> bool:
