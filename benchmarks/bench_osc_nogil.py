@@ -1,15 +1,16 @@
 """What a receive path that needs no GIL would buy beside a busy Python thread.
 
     python benchmarks/bench_osc_nogil.py [--seconds 6] [--rounds 3] [--fifo 10]
-        [--json benchmarks/out/osc_nogil.json]
+        [--switch-interval-ms 1] [--json benchmarks/out/osc_nogil.json]
 
 A probe for issue #4's latency target (datagram received -> parameter target
 written, p99 < 2 ms beside a busy Python thread), not the engine's code. Two
 receive loops take the same datagrams on a UDP socket on 127.0.0.1 from a
 sender process (200 messages/s, each carrying its send time), in turn, each
 beside the same busy pure-Python thread (bench_osc.BusyThread), with the
-switch interval the OSC surface sets (1 ms) and the receive thread at nice
--11, as ``soundscape play`` runs them:
+switch interval the OSC surface sets (``--switch-interval-ms``; RESULTS.md's
+figures were taken at 1 ms) and the receive thread at nice -11, as
+``soundscape play`` runs them:
 
 - ``python``: what the engine does today, reduced to its core: a blocking
   ``recvfrom_into`` (the GIL given up while it waits, taken back for the
@@ -61,7 +62,6 @@ from engine.control.osc_wire import encode_message, parse
 HOST = "127.0.0.1"
 ADDRESS = "/soundscape/layer/calm/tone/frequency_hz"
 RATE_HZ = 200.0
-SWITCH_INTERVAL_S = 0.001
 RECEIVE_NICE = -11
 CLOCK_MONOTONIC = 1
 # The target's range and the rate limit the probe checks (the server's
@@ -291,18 +291,28 @@ def main() -> int:
         help="also run each loop with its receive thread at this SCHED_FIFO "
         "priority (what RTKit grants; below JACK's audio thread)",
     )
+    parser.add_argument(
+        "--switch-interval-ms", type=float, help="default: the OSC surface's"
+    )
     parser.add_argument("--send", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
         port, n_messages = args.send.split("|")
         run_sender(int(port), int(n_messages))
         return 0
+    from engine.control.osc_surface import DEFAULT_SWITCH_INTERVAL_S
+
+    interval_s = (
+        args.switch_interval_ms / 1000.0
+        if args.switch_interval_ms is not None
+        else DEFAULT_SWITCH_INTERVAL_S
+    )
     receive = build_nogil_loop()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    sys.setswitchinterval(interval_s)
     machine = {
         "python": platform.python_version(),
         "cores": os.cpu_count(),
-        "switch_interval_ms": SWITCH_INTERVAL_S * 1e3,
+        "switch_interval_ms": interval_s * 1e3,
         "receive_nice": RECEIVE_NICE,
         "rate_hz": RATE_HZ,
     }
