@@ -170,6 +170,12 @@ def build_nogil_loop():
             state[2] += 1
         return 0
 
+    # Compile now (Numba compiles at the first call): compiled in the first
+    # round instead, it held the first datagrams for a second.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.sendto(encode_message("/stop", [], ""), sock.getsockname())
+        nogil_probe(sock, 1, receive)
     return receive
 
 
