@@ -87,6 +87,26 @@ def test_switch_interval_is_set_while_running_and_restored():
     assert sys.getswitchinterval() == before
 
 
+def test_two_surfaces_stopped_in_any_order_restore_the_switch_interval():
+    before = sys.getswitchinterval()
+    first = OscSurface(
+        game_player(),
+        OscSettings(port=0, hr_bridge="none", switch_interval_s=0.002),
+    ).start()
+    second = OscSurface(
+        game_player(),
+        OscSettings(port=0, hr_bridge="none", switch_interval_s=0.0005),
+    ).start()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # the shortest
+        first.stop()  # the first to start stops first: the second's holds
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        first.stop()
+        second.stop()
+    assert sys.getswitchinterval() == before
+
+
 def test_start_up_objects_are_frozen_out_of_collections_and_scene_loads_too():
     """A full collection would scan every start-up object with the GIL held;
     frozen, they are skipped. A scene loaded over OSC is frozen in turn."""
