@@ -209,6 +209,15 @@ def run_delay_ns(native_id: int) -> int:
         return 0
 
 
+def run_time_ns(native_id: int) -> int:
+    """CPU time a thread of this process has run, in ns; 0 if unknown."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat") as stat:
+            return int(stat.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def nonfinite_params(engine) -> int:
     from engine.dsp.layout import P_CURRENT, P_TARGET
 
@@ -432,13 +441,21 @@ def measure_latency(seconds: float, busy: bool, path: str) -> dict:
                 with BusyThread() as busy_thread:
                     busy_id = busy_thread._thread.native_id
                     busy_delay_ns = run_delay_ns(busy_id)
+                    busy_run_ns = run_time_ns(busy_id)
                     run()
                     busy_delay_ns = run_delay_ns(busy_id) - busy_delay_ns
+                    busy_run_ns = run_time_ns(busy_id) - busy_run_ns
+                    loops = busy_thread.loops
+                busy_s = time.monotonic() - started_s
                 # While the busy thread waits for a CPU it holds the GIL, and
                 # the receive thread waits for both.
                 waits["busy_thread_waiting_for_cpu_pct"] = round(
-                    100 * busy_delay_ns / 1e9 / (time.monotonic() - started_s), 1
+                    100 * busy_delay_ns / 1e9 / busy_s, 1
                 )
+                # What the OSC path (and the switch interval) cost the busy
+                # thread: its work per second, and per second it was on a CPU.
+                waits["busy_loops_per_s"] = round(loops / busy_s)
+                waits["busy_loops_per_cpu_s"] = round(loops / (busy_run_ns / 1e9))
             else:
                 run()
             waits["receive_thread_cpu_wait_ms"] = round(
@@ -448,6 +465,12 @@ def measure_latency(seconds: float, busy: bool, path: str) -> dict:
         return {
             **stats_us(latencies_us[20:]),
             "not_written": missed,
+            # The live player's event pump: 100/s when it polled every 10 ms.
+            "pump_wakeups_per_s": round(
+                getattr(playing.live, "pump_wakeups", -1)
+                / conditions.result["seconds"],
+                1,
+            ),
             **waits,
             **conditions.result,
         }
@@ -561,7 +584,7 @@ def main() -> int:
     jack = JackServer(
         f"soundscape-bench-osc-{os.getpid()}", sample_rate=RATE, period_frames=BLOCK
     )
-    jack.start()
+    jack.start(timeout_s=30.0)  # a loaded machine starts jackd slowly
     os.environ["JACK_DEFAULT_SERVER"] = jack.name
     refresh_devices()
     from engine.control.osc_surface import OscSettings
@@ -614,7 +637,8 @@ def main() -> int:
             print(
                 f"{'case':<20} {'run':>3} {'n':>5} {'p50 us':>7} {'p99 us':>7} "
                 f"{'max us':>7} {'load':>5} {'steal ms':>8} {'gc max ms':>9} "
-                f"{'busy cpu-wait %':>15} {'recv cpu-wait ms':>16}"
+                f"{'busy cpu-wait %':>15} {'recv cpu-wait ms':>16} "
+                f"{'busy loops/s':>12} {'pump wakes/s':>12}"
             )
             for name, rows in latency.items():
                 for k, row in enumerate(rows):
@@ -624,7 +648,9 @@ def main() -> int:
                         f"{row['load_average_1min']:>5.2f} {row['steal_ms']:>8} "
                         f"{row['gc_max_pause_ms']:>9} "
                         f"{row.get('busy_thread_waiting_for_cpu_pct', '-')!s:>15} "
-                        f"{row['receive_thread_cpu_wait_ms']:>16}"
+                        f"{row['receive_thread_cpu_wait_ms']:>16} "
+                        f"{row.get('busy_loops_per_s', '-')!s:>12} "
+                        f"{row['pump_wakeups_per_s']:>12}"
                     )
         if "output" in only:
             rows = [measure_output_change(10 if args.quick else 40) for _ in runs]

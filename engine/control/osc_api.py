@@ -83,10 +83,9 @@ MAX_SLEEP_S = 24 * 3600.0
 DEFAULT_SUBSCRIBE_RATE_HZ = 10.0
 DEFAULT_ERROR_REPLIES_PER_S = 20.0
 # A handler moves the events due in the next this-many seconds to the audio
-# thread's ring at once, which saves messages without a timetag the wait for
-# the live player's pump (every 10 ms, 200 ms ahead). Only that far: the pump
-# delivers timed ones (50 ms of timetag latency), and a handler that moved
-# every event due within 200 ms took milliseconds under a stream of bundles.
+# thread's ring at once. Live, the engine already hands every event due within
+# the pump's 200 ms to the ring as it is scheduled (Engine.deliver_ahead), so
+# this finds nothing more; it matters for an engine no live pump serves.
 PUMP_AHEAD_S = 0.01
 # A scene name is a file name in a scene folder, nothing that could be a path.
 _SCENE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

@@ -9,7 +9,8 @@ A preset registers a bridge's addresses (``engine.sensors.bridges``: the same
 tables the simulator sends with) on the OSC server. Each message is decoded to a
 ``HeartSample`` and fed to a :class:`HeartTracker` (artifact rejection, RMSSD,
 dropout hold and relax), whose state is handed ``tick_hz`` times a second to
-``on_state``: :func:`scene_input_writer` writes it to the scene inputs that
+``on_state`` (once at start, then from the first sample on: a surface that no
+bridge talks to has no thread waking ten times a second): :func:`scene_input_writer` writes it to the scene inputs that
 exist among :data:`HEART_INPUTS` (``heart_rate_bpm``, ``hrv_rmssd_ms``,
 ``hr_connected``, ``hr_trend_bpm_per_min``, ``hr_quality``).
 
@@ -148,8 +149,9 @@ class OscHeartRate:
                 self.decoders.setdefault(address, decoder)
         self.tracker = HeartTracker(start_s=clock())
         self._state = self.tracker.state(clock())
-        self._queue: queue.Queue[tuple[OscMessage, OscSender, float]] = queue.Queue(
-            _QUEUE_SIZE
+        # Messages with their arrival time; None wakes the worker to stop.
+        self._queue: queue.Queue[tuple[OscMessage, OscSender, float] | None] = (
+            queue.Queue(_QUEUE_SIZE)
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -157,6 +159,7 @@ class OscHeartRate:
         self._last_time_s = -math.inf
         self._count_lock = threading.Lock()  # two receive threads count here
         self.counts = {"messages": 0, "dropped": 0, "refused": 0, "samples": 0}
+        self.ticks = 0  # states handed to on_state (worker thread)
 
     @property
     def addresses(self) -> list[str]:
@@ -187,6 +190,10 @@ class OscHeartRate:
     def stop(self) -> None:
         """Stop the worker and remove the addresses."""
         self._stop.set()
+        try:
+            self._queue.put_nowait(None)  # wakes an idle worker
+        except queue.Full:
+            pass  # a full queue: the worker is not waiting on it
         if self._thread is not None:
             self._thread.join(2.0)
             self._thread = None
@@ -200,13 +207,22 @@ class OscHeartRate:
     def _run(self) -> None:
         next_tick_s = self.clock()
         while not self._stop.is_set():
-            timeout_s = max(0.0, next_tick_s - self.clock())
+            # Until a bridge sends its first sample the state cannot change:
+            # after the first tick, sleep until a message comes instead of
+            # taking the GIL ten times a second (beside a busy Python thread,
+            # an OSC message arriving meanwhile waits one more switch interval).
+            idle = self.ticks > 0 and self.counts["samples"] == 0
+            timeout_s = None if idle else max(0.0, next_tick_s - self.clock())
             try:
-                message, sender, received_s = self._queue.get(timeout=timeout_s)
+                item = self._queue.get(timeout=timeout_s)
             except queue.Empty:
                 pass
             else:
-                self._decode(message, sender, received_s)
+                if item is None:  # stop()
+                    continue
+                self._decode(*item)
+                if idle:
+                    next_tick_s = self.clock()
             now_s = self.clock()
             if now_s >= next_tick_s:
                 next_tick_s = max(next_tick_s + self.tick_s, now_s)
@@ -233,6 +249,7 @@ class OscHeartRate:
                 self.on_error(message, sender, str(error))
 
     def _tick(self, now_s: float) -> None:
+        self.ticks += 1
         try:
             self._state = self.tracker.state(now_s)
             if self.on_state is not None:

@@ -44,7 +44,7 @@ What the receive path guarantees, whatever arrives:
 
 Latency: a handler runs about 0.1 ms after the datagram is sent; beside a busy
 Python thread, about one GIL switch interval (5 ms by default), so a process
-that runs one should call ``sys.setswitchinterval(0.001)`` (benchmarks/
+that runs one should shorten it (the OSC surface sets 0.25 ms; benchmarks/
 RESULTS.md). The audio callback never takes the GIL and does not notice.
 
 Threads: ``start``/``stop``/``add_handler``/``reply``/``counters`` from any

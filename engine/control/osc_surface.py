@@ -22,12 +22,15 @@ What it wires together:
 - :class:`engine.control.status.StatusReport` for ``/status`` and subscribers.
 
 Switch interval: while the surface runs, ``sys.setswitchinterval`` is set to
-``switch_interval_s`` (1 ms). A thread waiting for the GIL waits for a busy one
-to give it up, which CPython asks for every switch interval (5 ms by default):
-beside a busy Python thread (the model loop, a game's glue), OSC handling waits
-about that long. At 1 ms it measured 2.7x faster (benchmarks/RESULTS.md); the
-audio callback never takes the GIL, so it costs the audio nothing. The old
-value comes back at :meth:`OscSurface.stop`.
+``switch_interval_s`` (0.25 ms). A thread waiting for the GIL waits for a busy
+one to give it up, which CPython asks for every switch interval (5 ms by
+default): beside a busy Python thread (the model loop, a game's glue), OSC
+handling waits about that long. Measured beside a busy thread (benchmarks/
+RESULTS.md): median 1.3-1.5 ms at 1 ms, 0.55-0.68 ms at 0.25 ms; what it cost
+the busy threads' work was lost in the shared machine's noise (a switch is
+only forced when a second thread wants the GIL). The audio callback never
+takes the GIL, so it costs the audio nothing. The old value comes back when
+the last surface running stops.
 
 Priority: the receive threads run at ``thread_nice`` (-11, what RTKit gives
 audio control threads), so that on a busy machine a datagram's thread runs
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +76,37 @@ from engine.sensors.bridges import check_prefix
 
 __all__ = ["DEFAULT_SWITCH_INTERVAL_S", "OscSettings", "OscSurface"]
 
-DEFAULT_SWITCH_INTERVAL_S = 0.001
+DEFAULT_SWITCH_INTERVAL_S = 0.00025
 # What RTKit gives PipeWire's and PulseAudio's control threads: ahead of
 # ordinary work when a datagram arrives, behind the audio thread (real-time).
 DEFAULT_THREAD_NICE = -11
+
+
+class _SwitchInterval:
+    """The interpreter's switch interval, shared by the surfaces running: the
+    first to start saves it, the last to stop restores it (surfaces stopped
+    in any order used to leave one's setting behind). The shortest asked for
+    holds while several run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asked: list[float] = []
+        self._saved_s = 0.0
+
+    def take(self, interval_s: float) -> None:
+        with self._lock:
+            if not self._asked:
+                self._saved_s = sys.getswitchinterval()
+            self._asked.append(interval_s)
+            sys.setswitchinterval(min(self._asked))
+
+    def give_back(self, interval_s: float) -> None:
+        with self._lock:
+            self._asked.remove(interval_s)
+            sys.setswitchinterval(min(self._asked, default=self._saved_s))
+
+
+_switch_interval = _SwitchInterval()
 
 
 @dataclass(frozen=True)
@@ -199,7 +230,7 @@ class OscSurface:
             self.aliases = load_aliases(
                 settings.aliases_file, self._alias_value, known_inputs=known
             )
-        self._old_switch_interval_s: float | None = None
+        self._set_switch_interval = False
         self._gc_frozen = False
 
     def _alias_value(self, name: str, value: float) -> None:
@@ -245,8 +276,8 @@ class OscSurface:
             self.stop()
             raise
         if self.settings.switch_interval_s is not None:
-            self._old_switch_interval_s = sys.getswitchinterval()
-            sys.setswitchinterval(self.settings.switch_interval_s)
+            _switch_interval.take(self.settings.switch_interval_s)
+            self._set_switch_interval = True
         if self.settings.freeze_gc:
             gc.collect()
             gc.freeze()
@@ -263,9 +294,10 @@ class OscSurface:
         if self._gc_frozen:
             gc.unfreeze()
             self._gc_frozen = False
-        if self._old_switch_interval_s is not None:
-            sys.setswitchinterval(self._old_switch_interval_s)
-            self._old_switch_interval_s = None
+        if self._set_switch_interval:
+            assert self.settings.switch_interval_s is not None
+            _switch_interval.give_back(self.settings.switch_interval_s)
+            self._set_switch_interval = False
         if self.heart is not None:
             self.heart.stop()
         self.api.close()

@@ -37,7 +37,15 @@ from engine.rt.core import (
     new_ctl,
     render_block,
 )
-from engine.rt.ring import ASAP, EV_RAMP, EV_SET, EV_SET_NOW, EV_TRIGGER, EventRing
+from engine.rt.ring import (
+    ASAP,
+    EV_RAMP,
+    EV_SET,
+    EV_SET_NOW,
+    EV_TRIGGER,
+    NO_EVENT,
+    EventRing,
+)
 
 SUPPORTED_SAMPLE_RATES = (44100, 48000)
 MIN_BLOCK_SIZE = 32
@@ -147,8 +155,15 @@ class Engine:
         self._stale = 0  # cancelled events still in the heap
         self._order = itertools.count()
         # Several control threads schedule (OSC, the model loop, the player);
-        # one pump moves events into the single-producer ring.
+        # whoever holds this lock moves events into the single-producer ring
+        # (the pump, or a scheduling thread delivering within the horizon).
         self._schedule_lock = threading.Lock()
+        # Live, the event pump sleeps on this until the schedule's head nears
+        # (see wait_for_due); an event scheduled ahead of what it waits for
+        # wakes it. No 100 Hz GIL taker beside the OSC receive threads.
+        self._pump_wake = threading.Condition(self._schedule_lock)
+        self._pump_waits_for = NO_EVENT  # frame of the head the pump sleeps for
+        self._deliver_frames = 0  # see deliver_ahead
         # Called with (slot, program) after a slot's arrays change, before the
         # switch is published: the live callback's pointer table listens here.
         self.on_slot_change: Callable[[int, Program], None] | None = None
@@ -209,7 +224,8 @@ class Engine:
         if fade_s is None:
             fade_s = FIRST_FADE_S if self.loads == 0 else DEFAULT_FADE_S
         idle = 1 - int(self.ctl[1])  # C_ACTIVE
-        self._retired.append((self.frame, self.slots[idle]))
+        with self._schedule_lock:  # the pump thread frees retired programs
+            self._retired.append((self.frame, self.slots[idle]))
         self.slots[idle] = program
         if self.on_slot_change is not None:
             self.on_slot_change(idle, program)
@@ -219,13 +235,26 @@ class Engine:
         self.current = program
         self.loads += 1
         self._free_retired()
+        with self._pump_wake:
+            # A sleeping live pump frees the replaced program once the audio
+            # thread can no longer be reading it.
+            self._pump_wake.notify()
         return program
 
     def _free_retired(self) -> None:
         # A replaced program may still be read by a callback that started before
         # the swap; keep it until two blocks' worth of frames have passed.
         horizon = self.frame - 2 * self.max_block_size
-        self._retired = [(f, p) for f, p in self._retired if f > horizon]
+        # Under the lock: a program retired by a load on another thread
+        # meanwhile must not be dropped with the list (the callback may
+        # still read it).
+        with self._schedule_lock:
+            self._retired = [(f, p) for f, p in self._retired if f > horizon]
+
+    @property
+    def retiring(self) -> bool:
+        """True while a replaced program waits to be freed (by the pump)."""
+        return bool(self._retired)
 
     @property
     def fades_done(self) -> int:
@@ -292,6 +321,62 @@ class Engine:
                         key,
                     ),
                 )
+            if self._deliver_frames:
+                limit = self.frame + self._deliver_frames
+                if when < limit:
+                    self._pump_locked(limit)
+            if self._scheduled and self._scheduled[0].frame < self._pump_waits_for:
+                self._pump_wake.notify()
+
+    def deliver_ahead(self, horizon_frames: int) -> None:
+        """Live playback: hand each event due within ``horizon_frames`` to the
+        audio thread's ring as it is scheduled, on the scheduling thread, so
+        that the event pump (:meth:`wait_for_due`) only wakes when a waiting
+        event comes within the horizon. 0 (offline, the default): events wait
+        for :meth:`pump`."""
+        with self._schedule_lock:
+            self._deliver_frames = max(0, int(horizon_frames))
+            if self._deliver_frames:
+                self._pump_locked(self.frame + self._deliver_frames)
+
+    def wait_for_due(self, horizon_frames: int, max_wait_s: float | None) -> None:
+        """Block the event pump until :meth:`pump` with ``horizon_frames`` has
+        something to move (the schedule's head comes within the horizon, by
+        the audio clock), an earlier event is scheduled, :meth:`wake_pump`
+        is called or ``max_wait_s`` passes (None: no limit). Returns at once
+        if something is due already.
+
+        The wait is worked out from the frame clock at ``sample_rate``; one
+        longer than a second waits 0.9 of it and plans again, so a device
+        clock a little off the wall clock never makes an event late.
+        """
+        with self._pump_wake:
+            wait_s = max_wait_s
+            if self._scheduled:
+                head = self._scheduled[0].frame
+                if self.ring.pending >= self.ring.capacity:
+                    # The audio thread has not taken the ring yet: a block.
+                    lead_s = self.max_block_size / self.sample_rate
+                else:
+                    lead_frames = head - horizon_frames - self.frame
+                    if lead_frames < 0:
+                        return
+                    # Just after the head enters the horizon, not just before
+                    # (that would wake to find nothing to move).
+                    lead_s = (lead_frames + 1) / self.sample_rate
+                    if lead_s > 1.0:
+                        lead_s *= 0.9
+                wait_s = lead_s if wait_s is None else min(wait_s, lead_s)
+                self._pump_waits_for = head
+            try:
+                self._pump_wake.wait(wait_s)
+            finally:
+                self._pump_waits_for = NO_EVENT
+
+    def wake_pump(self) -> None:
+        """End a :meth:`wait_for_due` now (to stop the pump)."""
+        with self._pump_wake:
+            self._pump_wake.notify_all()
 
     def cancel(self, tag: str) -> int:
         """Withdraw scheduled events with ``tag`` that have not reached the
@@ -348,30 +433,33 @@ class Engine:
     def pump(self, horizon_frames: int) -> int:
         """Move scheduled events due before ``frame + horizon_frames`` into the
         ring, in time order. Returns how many moved."""
-        limit = self.frame + horizon_frames
-        moved = 0
         with self._schedule_lock:
-            while self._scheduled and self._scheduled[0].frame < limit:
-                if self.ring.pending >= self.ring.capacity:
-                    break
-                event = heapq.heappop(self._scheduled)
-                if event.tag is not None:
-                    if self._is_stale(event):
-                        self._stale -= 1
-                        continue  # cancelled
-                    left = self._tag_waiting[event.tag] - 1
-                    if left:
-                        self._tag_waiting[event.tag] = left
-                    else:
-                        del self._tag_waiting[event.tag]
-                self.ring.push(
-                    event.frame,
-                    event.kind,
-                    event.generation,
-                    event.index,
-                    event.value,
-                )
-                moved += 1
+            return self._pump_locked(self.frame + horizon_frames)
+
+    def _pump_locked(self, limit: int) -> int:
+        # Called with the schedule lock held: one producer at a time.
+        moved = 0
+        while self._scheduled and self._scheduled[0].frame < limit:
+            if self.ring.pending >= self.ring.capacity:
+                break
+            event = heapq.heappop(self._scheduled)
+            if event.tag is not None:
+                if self._is_stale(event):
+                    self._stale -= 1
+                    continue  # cancelled
+                left = self._tag_waiting[event.tag] - 1
+                if left:
+                    self._tag_waiting[event.tag] = left
+                else:
+                    del self._tag_waiting[event.tag]
+            self.ring.push(
+                event.frame,
+                event.kind,
+                event.generation,
+                event.index,
+                event.value,
+            )
+            moved += 1
         return moved
 
     # Offline -------------------------------------------------------------------

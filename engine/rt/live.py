@@ -3,7 +3,14 @@
 :class:`LivePlayer` fills the callback's pointer table from the engine's arrays,
 opens the PortAudio stream, and runs one control thread that moves scheduled
 events into the ring ahead of time (so they land on their exact frame, as they do
-offline). Scene switches call :meth:`Engine.load`, which updates the table through
+offline). That event pump sleeps while nothing is due: it wakes when the next
+timed event comes within ``PUMP_HORIZON_S`` of the audio clock, or when a
+thread schedules an earlier one (events due within the horizon go to the ring
+on the scheduling thread, see :meth:`Engine.deliver_ahead`). An idle engine
+has no thread that takes the GIL every few milliseconds, which beside a busy
+Python thread made an OSC message wait one more switch interval.
+
+Scene switches call :meth:`Engine.load`, which updates the table through
 ``engine.on_slot_change`` before publishing the switch.
 
 Audio thread: no (this is the control side of live output).
@@ -23,7 +30,10 @@ from engine.rt.stats import Stats, StatsSnapshot
 
 # Scheduled events enter the ring this far ahead of the audio clock.
 PUMP_HORIZON_S = 0.2
-PUMP_INTERVAL_S = 0.01
+# While a replaced program waits to be freed, the pump looks this often.
+RETIRE_CHECK_S = 0.05
+# After an error the pump waits this long before it tries again.
+PUMP_RETRY_S = 0.01
 
 
 class LivePlayer:
@@ -76,6 +86,7 @@ class LivePlayer:
             keep_alive=(audio_callback, self.table, self.stats, engine),
         )
         self._stop = threading.Event()
+        self.pump_wakeups = 0  # times the pump thread woke to move events
         self._pump_thread = threading.Thread(
             target=self._pump, name="soundscape-events", daemon=True
         )
@@ -91,13 +102,21 @@ class LivePlayer:
         self.table.set_program(T_MASTER, engine.master)
 
     def _pump(self) -> None:
-        horizon = round(PUMP_HORIZON_S * self.engine.sample_rate)
-        while not self._stop.wait(PUMP_INTERVAL_S):
+        engine = self.engine
+        horizon = round(PUMP_HORIZON_S * engine.sample_rate)
+        while not self._stop.is_set():
             try:
-                self.engine.pump(horizon)
-                self.engine._free_retired()
+                engine.wait_for_due(
+                    horizon, RETIRE_CHECK_S if engine.retiring else None
+                )
+                if self._stop.is_set():
+                    return
+                self.pump_wakeups += 1
+                engine.pump(horizon)
+                engine._free_retired()
             except Exception as exc:  # noqa: BLE001 - the pump must never die
                 print(f"soundscape: event pump: {exc}")
+                self._stop.wait(PUMP_RETRY_S)  # a lasting fault must not spin
 
     def start(self) -> None:
         """Start the stream and the event pump."""
@@ -119,25 +138,31 @@ class LivePlayer:
 
     def start_events(self) -> None:
         """Start the event pump (the ring's one producer), after the stream."""
-        self.engine.pump(round(PUMP_HORIZON_S * self.engine.sample_rate))
+        self.engine.deliver_ahead(round(PUMP_HORIZON_S * self.engine.sample_rate))
         self._pump_thread.start()
 
     def stop_events(self, timeout_s: float = 1.0) -> None:
         """Stop the event pump only (pure Python, never blocks on PortAudio),
         so that another player may pump the same engine."""
-        self._stop.set()
+        self._stop_pump()
         if self._pump_thread.is_alive():
             self._pump_thread.join(timeout=timeout_s)
 
     def stop(self) -> None:
         """Stop the stream (waits for the last callback) and the pump."""
-        self._stop.set()
+        self._stop_pump()
         try:
             self.stream.stop()
         finally:
             self.stream.close()
         if self._pump_thread.is_alive():
             self._pump_thread.join(timeout=1.0)
+
+    def _stop_pump(self) -> None:
+        self._stop.set()
+        # Events scheduled from now on wait for the next player's pump.
+        self.engine.deliver_ahead(0)
+        self.engine.wake_pump()
 
     def snapshot(self) -> StatsSnapshot:
         return self.stats.snapshot()

@@ -128,3 +128,37 @@ def test_bad_bridge_values_get_an_error_reply_and_do_not_reach_the_tracker():
         assert osc.heart.counts["refused"] == 4
         assert osc.heart.counts["samples"] == 0
         assert player.inputs.values["heart_rate_bpm"] == 70.0
+
+
+def test_worker_sleeps_until_a_bridge_sends_then_ticks():
+    """No bridge talking: one state at start, then no wake-ups (it used to
+    take the GIL ten times a second); the first sample starts the ticks."""
+    from engine.control.osc_server import OscSender
+
+    states = []
+    heart = OscHeartRate(OscServer(port=0), "generic", on_state=states.append)
+    heart.start()
+    try:
+        assert wait_for(lambda: heart.ticks == 1)
+        time.sleep(0.5)  # five ticks at 10 Hz, had it kept ticking
+        assert heart.ticks == 1 and len(states) == 1
+        assert not states[0].connected
+        (message,) = parse(encode_message("/soundscape/hr/bpm", [72.0]))
+        heart.handle(message, OscSender(HOST, 9, "udp"))
+        assert wait_for(lambda: heart.counts["samples"] == 1)
+        assert wait_for(lambda: heart.ticks >= 3)  # ticking from the sample on
+        assert states[-1].connected
+    finally:
+        thread = heart._thread
+        heart.stop()
+    assert thread is not None and not thread.is_alive()
+
+
+def test_stop_wakes_an_idle_worker():
+    heart = OscHeartRate(OscServer(port=0), "generic").start()
+    assert wait_for(lambda: heart.ticks == 1)
+    thread = heart._thread
+    started_s = time.monotonic()
+    heart.stop()
+    assert thread is not None and not thread.is_alive()
+    assert time.monotonic() - started_s < 1.9  # not the 2 s join timeout

@@ -21,7 +21,11 @@ from conftest import free_port, playing  # tests/control, on the path
 from osc_fuzz_corpus import fuzz_datagrams  # tests/control, on the path
 from pythonosc.udp_client import SimpleUDPClient
 
-from engine.control.osc_surface import OscSettings, OscSurface
+from engine.control.osc_surface import (
+    DEFAULT_SWITCH_INTERVAL_S,
+    OscSettings,
+    OscSurface,
+)
 from engine.control.osc_wire import encode_message, parse
 from engine.dsp.layout import P_CURRENT, P_TARGET
 from engine.rt.core import C_NONFINITE
@@ -71,7 +75,8 @@ def test_switch_interval_is_set_while_running_and_restored():
     surface = OscSurface(game_player(), OscSettings(port=0, hr_bridge="none"))
     surface.start()
     try:
-        assert sys.getswitchinterval() == pytest.approx(0.001)
+        assert sys.getswitchinterval() == pytest.approx(DEFAULT_SWITCH_INTERVAL_S)
+        assert DEFAULT_SWITCH_INTERVAL_S < 0.001
         # The receive threads at nice -11, where the system allows it.
         receiver = next(t for t in threading.enumerate() if t.name.startswith("osc-"))
         assert receiver.native_id is not None
@@ -79,6 +84,26 @@ def test_switch_interval_is_set_while_running_and_restored():
         assert nice == -11 or surface.server.priority_refused
     finally:
         surface.stop()
+    assert sys.getswitchinterval() == before
+
+
+def test_two_surfaces_stopped_in_any_order_restore_the_switch_interval():
+    before = sys.getswitchinterval()
+    first = OscSurface(
+        game_player(),
+        OscSettings(port=0, hr_bridge="none", switch_interval_s=0.002),
+    ).start()
+    second = OscSurface(
+        game_player(),
+        OscSettings(port=0, hr_bridge="none", switch_interval_s=0.0005),
+    ).start()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # the shortest
+        first.stop()  # the first to start stops first: the second's holds
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        first.stop()
+        second.stop()
     assert sys.getswitchinterval() == before
 
 

@@ -4,6 +4,7 @@ without clicks, smoothing, guards, determinism and block-size invariance."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -375,3 +376,81 @@ def test_cancel_withdraws_tagged_events_and_later_ones_with_the_tag_stay() -> No
         engine.schedule(10**9, "tone", "amplitude", 0.1, tag="sleep")
     assert len(engine._scheduled) <= 2048
     assert engine.cancel("sleep") == 1
+
+
+def test_delivering_ahead_hands_events_within_the_horizon_to_the_ring_at_once() -> None:
+    """Live, an event due within the pump's horizon goes to the ring on the
+    thread that schedules it; later ones wait for the pump. Either way each
+    lands on the frame it would offline."""
+    horizon = round(0.2 * RATE)
+    start = RATE // 2
+    timed = [(start + 2001, 0.25), (start + RATE // 4, 0.0), (start + RATE, 0.5)]
+    x, _ = _render_events(timed, pumped_first=0)
+
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(3000.0, 0.0))
+    engine.render(start)
+    engine.deliver_ahead(horizon)
+    for frame, value in timed:
+        engine.schedule(frame, "tone", "amplitude", value, kind=EV_SET_NOW)
+    assert engine.ring.pending == 1  # the first; the others are beyond 200 ms
+    engine.schedule(None, "tone", "amplitude", 0.0, kind=EV_SET_NOW)
+    assert engine.ring.pending == 2
+    y = engine.render(RATE // 4, block_size=128)[:, 0]
+    # The immediate set of 0.0 changes nothing: the tone is silent until 2001.
+    np.testing.assert_array_equal(y, x)
+    assert engine.ctl[C_EVENTS_LATE] == 0
+    engine.deliver_ahead(0)
+    engine.schedule(None, "tone", "amplitude", 0.5, kind=EV_SET_NOW)
+    assert engine.ring.pending == 0  # offline again: the render pumps
+
+
+def _waiting(engine: Engine, horizon: int, max_wait_s: float | None = None):
+    """Run ``engine.wait_for_due`` on a thread (as the event pump does);
+    returns an Event set when it returns."""
+    returned = threading.Event()
+
+    def run() -> None:
+        engine.wait_for_due(horizon, max_wait_s)
+        returned.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return returned
+
+
+def test_the_pump_sleeps_until_the_next_event_nears_or_an_earlier_one_comes() -> None:
+    horizon = round(0.2 * RATE)
+    engine = Engine(sample_rate=RATE)
+    engine.load(tone(3000.0, 0.0))
+    engine.render(1000)  # the audio clock stands still at frame 1000 from here
+    now = engine.frame
+
+    # Nothing scheduled: it sleeps until woken.
+    returned = _waiting(engine, horizon)
+    assert not returned.wait(0.3)
+    engine.wake_pump()
+    assert returned.wait(10.0)
+
+    # The head 60 s beyond the horizon: asleep; an immediate event handed to
+    # the ring on the scheduling thread does not wake it.
+    engine.deliver_ahead(horizon)
+    engine.schedule(now + horizon + 60 * RATE, "tone", "amplitude", 0.1)
+    returned = _waiting(engine, horizon)
+    engine.schedule(None, "tone", "amplitude", 0.2)
+    assert engine.ring.pending == 1
+    assert not returned.wait(0.3)
+    # An event that becomes the head (0.5 s beyond the horizon) wakes it.
+    engine.schedule(now + horizon + RATE // 2, "tone", "amplitude", 0.3)
+    assert returned.wait(10.0)
+    # Asleep again for that one: it wakes when the head is due by the wall
+    # clock (here the audio clock stands still), not before.
+    returned = _waiting(engine, horizon)
+    assert not returned.wait(0.1)
+    assert returned.wait(10.0)
+    # Something due within the horizon: no wait at all.
+    engine.deliver_ahead(0)
+    engine.schedule(now + horizon - 1, "tone", "amplitude", 0.4)
+    started_s = time.monotonic()
+    engine.wait_for_due(horizon, 30.0)
+    assert time.monotonic() - started_s < 10.0
+    assert engine.pump(horizon) == 1

@@ -128,3 +128,62 @@ def test_live_output_is_bit_identical_to_offline_render(jack_server: str) -> Non
     offline = prepared().render(n_frames, block_size=128)
     assert np.max(np.abs(offline)) > 1e-3
     np.testing.assert_array_equal(live, offline)
+
+
+def test_event_pump_sleeps_while_nothing_is_due_and_events_land_live(
+    jack_server: str,
+) -> None:
+    """The pump has no timer: idle, it never wakes (it used to, 100 times a
+    second, taking the GIL from whatever else ran); events scheduled while
+    playing, beyond its horizon, still land on their exact frames."""
+    n_frames = 3 * RATE
+    engine = Engine(sample_rate=RATE, seed=11)
+    engine.load(DEMOS["focus"]())
+    player = LivePlayer(engine, block_size=128, capture_frames=n_frames)
+    events: list[tuple[int, str, str, float]] = []
+    player.start()
+    try:
+        time.sleep(0.3)  # the pump frees the silent program the load replaced
+        before_idle = player.pump_wakeups
+        time.sleep(0.5)
+        idle_wakeups = player.pump_wakeups - before_idle
+        now = engine.frame
+        events = [
+            (now + 24001, "level", "gain_db", -9.0),
+            (now + 33333, "bed_filter", "cutoff_hz", 900.0),
+            (now + 33333, "master.volume", "gain_db", -3.0),
+        ]
+        for frame, node, param, value in events:
+            engine.schedule(frame, node, param, value, kind=EV_SET_NOW)
+        deadline = time.monotonic() + 10.0
+        while engine.frame < n_frames + 1024 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        wakeups = player.pump_wakeups - before_idle
+        # A scene switch wakes it, to free the program it replaced.
+        engine.load(DEMOS["focus"]())
+        deadline = time.monotonic() + 10.0
+        while engine.retiring and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not engine.retiring
+    finally:
+        player.stop()
+    assert idle_wakeups == 0
+    # Woken by the first schedule, then once as each head nears: a few times
+    # (a 10 ms timer would have woken ~150 times by now).
+    assert wakeups <= 8
+    if events[-1][0] + 4096 > n_frames:
+        pytest.skip("the machine was too slow to schedule within the capture")
+    live = player.capture.reshape(n_frames, 2)
+    offline_engine = Engine(sample_rate=RATE, seed=11)
+    offline_engine.load(DEMOS["focus"]())
+    for frame, node, param, value in events:
+        offline_engine.schedule(frame, node, param, value, kind=EV_SET_NOW)
+    offline = offline_engine.render(n_frames, block_size=128)
+    np.testing.assert_array_equal(live, offline)
+    # ... and they did something there.
+    untouched = Engine(sample_rate=RATE, seed=11)
+    untouched.load(DEMOS["focus"]())
+    plain = untouched.render(n_frames, block_size=128)
+    first = events[0][0] + untouched.latency_frames
+    np.testing.assert_array_equal(plain[:first], offline[:first])
+    assert not np.array_equal(plain[first:], offline[first:])
