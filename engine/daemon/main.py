@@ -187,6 +187,8 @@ class Daemon:
             self.engine,
             lookahead_s=LOOKAHEAD_S,
             volume_cap_db=VOLUME_MAX_GAIN_DB,
+            # The model loads on the model thread, once the output plays.
+            defer_model_load=True,
             on_error=lambda message: log.warning("%s", message),
         )
         try:
