@@ -375,6 +375,11 @@ def _split_clock_settings(
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    # Importing sounddevice initialises PortAudio, which lists the devices (and
+    # connects to a JACK server). A process that imported it earlier (a test
+    # that has since started a JACK server, a script) lists them again below;
+    # one that imports it now need not (a second JACK connection: ~0.1 s).
+    portaudio_fresh = "sounddevice" not in sys.modules
     from engine.rt.audio_io import AudioDeviceError, refresh_devices
     from engine.rt.core import C_NONFINITE
     from engine.rt.engine import Engine, silent_graph
@@ -400,7 +405,8 @@ def cmd_play(args: argparse.Namespace) -> int:
         from engine.model.control_loop import ModelThread
 
         model_thread = ModelThread(scenes)
-    refresh_devices()
+    if not portaudio_fresh:
+        refresh_devices()
     try:
         player = LivePlayer(engine, device=args.device, block_size=args.block_size)
     except AudioDeviceError as exc:
