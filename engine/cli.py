@@ -356,6 +356,8 @@ def _split_clock_settings(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """``--set`` values for the model's clock sources (``time_of_day_h``...)
     that the scene has no input for, apart from the scene's inputs."""
+    if not settings:
+        return {}, {}  # nothing to split: spare reading the scene file twice
     from engine.scenes.format import CLOCK_SOURCES
 
     path = find_scene(scene)
