@@ -2,6 +2,7 @@
 per-block latency, cold compile, cached start, peak memory, and scsynth beside us.
 
     python benchmarks/bench_engine.py [--seconds 20] [--json benchmarks/out/engine.json]
+    python benchmarks/bench_engine.py --first-audio-only [--repeats 5]
 
 Prints a table and writes JSON. Patches (48 kHz, stereo out):
 
@@ -218,34 +219,48 @@ _FIRST_AUDIO = (
     "e=Engine(); e.load(DEMOS['focus']()); p=LivePlayer(e, block_size=128); p.start()\n"
     "while p.snapshot().callbacks == 0: time.sleep(0.0005)\n"
     "print(time.time()-t0); time.sleep(2.0); p.stop()\n"
-    "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "status = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+    "rollup = dict(l.split(':', 1) for l in list(open('/proc/self/smaps_rollup'))[1:])\n"
+    "print(int(status['RssShmem'].split()[0]), int(rollup['Pss'].split()[0]))"
 )
 # Numba imports scipy.linalg when it is installed (0.3 s here). The tests need
 # scipy, so the dev environment has it; an install of the engine alone does not.
 _WITHOUT_SCIPY = "import sys; sys.modules['scipy'] = None\n"
 
 
+def _child_env(server_name: str) -> dict:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "JACK_DEFAULT_SERVER": server_name,
+        "JACK_NO_START_SERVER": "1",
+    }
+    # An installed engine has its bytecode compiled (pip does it at install);
+    # a sandbox that forbids writing it would have every start recompile our
+    # ~60 modules from source (0.1-0.2 s that no user pays).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def first_audio(repeats: int = 3) -> dict:
     """Process start to the first live callback under a private JACK dummy server
     (best of ``repeats``), with and without scipy importable, and the peak RSS of
-    a process that has played the demo for two seconds."""
+    a process that has played the demo for two seconds (with the part of it
+    that is the JACK server's shared memory, and its PSS); then the same for
+    ``soundscape play focus`` (a scene with a model) through the CLI."""
     from engine.rt.audio_io import JackServer
 
     if not JackServer.available():
         return {}
     results: dict = {}
     with JackServer(sample_rate=RATE, period_frames=BLOCK) as server:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "JACK_DEFAULT_SERVER": server.name,
-            "JACK_NO_START_SERVER": "1",
-        }
+        env = _child_env(server.name)
         for label, code in (
             ("", _FIRST_AUDIO),
             ("_without_scipy", _WITHOUT_SCIPY + _FIRST_AUDIO),
         ):
-            starts, rss = [], []
+            starts, rss, shm, pss = [], [], [], []
             for _ in range(repeats):
                 out = subprocess.run(
                     [sys.executable, "-c", code, repr(time.time())],
@@ -255,12 +270,47 @@ def first_audio(repeats: int = 3) -> dict:
                     check=True,
                     timeout=120,
                 )
-                first_audio_s, rss_kb = out.stdout.strip().splitlines()[-2:]
+                first_audio_s, rss_kb, shm_pss_kb = out.stdout.strip().splitlines()[-3:]
                 starts.append(float(first_audio_s))
                 rss.append(int(rss_kb) / 1024)
+                shm.append(int(shm_pss_kb.split()[0]) / 1024)
+                pss.append(int(shm_pss_kb.split()[1]) / 1024)
             results[f"process_start_to_first_audio_s{label}"] = min(starts)
             results[f"playing_peak_rss_mb{label}"] = max(rss)
+            results[f"playing_jack_shm_mb{label}"] = max(shm)
+            results[f"playing_pss_mb{label}"] = max(pss)
+        results.update(play_first_audio(env, "focus", repeats))
     return results
+
+
+def play_first_audio(env: dict, scene: str, repeats: int) -> dict:
+    """``soundscape play SCENE`` (no OSC) in a new process, best of ``repeats``:
+    process start to the first live callback, CPU seconds by then, whether
+    onnxruntime was imported by then, and the peak RSS after 2 s."""
+    probe = str(ROOT / "benchmarks" / "first_audio_probe.py")
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, probe, repr(time.time()), "play", scene]
+            + ["--seconds", "2", "--no-osc"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    best = min(runs, key=lambda r: r["first_audio_s"])
+    return {
+        f"play_{scene}_first_audio_s": best["first_audio_s"],
+        f"play_{scene}_cpu_s_at_first_audio": best["cpu_s"],
+        f"play_{scene}_onnxruntime_before_first_audio": any(
+            r["onnxruntime_imported"] for r in runs
+        ),
+        f"play_{scene}_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        f"play_{scene}_jack_shm_mb": max(r["jack_shm_mb"] for r in runs),
+        f"play_{scene}_pss_mb": max(r["pss_mb"] for r in runs),
+    }
 
 
 def main() -> int:
@@ -270,7 +320,22 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "benchmarks/out/engine.json"))
     parser.add_argument("--no-scsynth", action="store_true")
     parser.add_argument("--no-start", action="store_true", help="skip start-up runs")
+    parser.add_argument(
+        "--first-audio-only",
+        action="store_true",
+        help="only the live start-up runs (first audio, peak RSS): no compile, "
+        "no nodes, no patches",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="start-up runs each")
     args = parser.parse_args()
+    if args.first_audio_only:
+        start = first_audio(args.repeats)
+        for key, value in start.items():
+            print(f"{key}: {round(value, 3) if isinstance(value, float) else value}")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"start": start}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+        return 0
 
     import numba
 
@@ -288,7 +353,7 @@ def main() -> int:
 
     start = {} if args.no_start else cold_and_cached_start()
     if not args.no_start:
-        start.update(first_audio())
+        start.update(first_audio(args.repeats))
     results["start"] = start
 
     nodes = {}

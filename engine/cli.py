@@ -67,13 +67,17 @@ def start_scene(
     input_values: dict[str, float] | None = None,
     state: str | None = None,
     lookahead_s: float = 0.0,
+    defer_model_load: bool = False,
 ) -> ScenePlayer | None:
     """Load a scene onto ``engine``: a file path or a shipped scene's name (with
-    a :class:`ScenePlayer`, returned), or a built-in demo graph (None)."""
+    a :class:`ScenePlayer`, returned), or a built-in demo graph (None).
+    ``defer_model_load``: see :class:`ScenePlayer` (live play)."""
     from engine.scenes.player import ScenePlayer
 
     if find_scene(name) is not None:
-        player = ScenePlayer(engine, lookahead_s=lookahead_s)
+        player = ScenePlayer(
+            engine, lookahead_s=lookahead_s, defer_model_load=defer_model_load
+        )
         player.load(name, input_values=input_values, state=state)
         return player
     builder = DEMOS.get(name)
@@ -352,6 +356,8 @@ def _split_clock_settings(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """``--set`` values for the model's clock sources (``time_of_day_h``...)
     that the scene has no input for, apart from the scene's inputs."""
+    if not settings:
+        return {}, {}  # nothing to split: spare reading the scene file twice
     from engine.scenes.format import CLOCK_SOURCES
 
     path = find_scene(scene)
@@ -371,6 +377,11 @@ def _split_clock_settings(
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    # Importing sounddevice initialises PortAudio, which lists the devices (and
+    # connects to a JACK server). A process that imported it earlier (a test
+    # that has since started a JACK server, a script) lists them again below;
+    # one that imports it now need not (a second JACK connection: ~0.1 s).
+    portaudio_fresh = "sounddevice" not in sys.modules
     from engine.rt.audio_io import AudioDeviceError, refresh_devices
     from engine.rt.core import C_NONFINITE
     from engine.rt.engine import Engine, silent_graph
@@ -379,8 +390,15 @@ def cmd_play(args: argparse.Namespace) -> int:
 
     engine = Engine(sample_rate=args.sample_rate, seed=args.seed)
     settings, clock = _split_clock_settings(args.scene, dict(args.set))
+    # A scene's model loads on the model thread once the stream plays: the
+    # first audio does not wait for onnxruntime (engine/model/control_loop.py).
     scenes = start_scene(
-        engine, args.scene, settings, args.state, lookahead_s=LOOKAHEAD_S
+        engine,
+        args.scene,
+        settings,
+        args.state,
+        lookahead_s=LOOKAHEAD_S,
+        defer_model_load=True,
     )
     model_thread = None
     if scenes is not None:
@@ -389,13 +407,16 @@ def cmd_play(args: argparse.Namespace) -> int:
         from engine.model.control_loop import ModelThread
 
         model_thread = ModelThread(scenes)
-    refresh_devices()
+    if not portaudio_fresh:
+        refresh_devices()
     try:
         player = LivePlayer(engine, device=args.device, block_size=args.block_size)
     except AudioDeviceError as exc:
         raise CliError(str(exc).replace("\n", "; ")) from None
     player.start()
     started = time.monotonic()  # the stream's time counts from here
+    if model_thread is not None:
+        model_thread.start()  # loads the model beside the OSC start below
     surface = _start_osc(args, scenes, player) if not args.no_osc else None
     monitor = _Monitor(scenes, player, surface) if args.monitor else None
     ticker = None
@@ -408,9 +429,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         from engine.model.control_loop import ModelThread
 
         # A demo started: OSC's /scene may still load a scene with a model.
-        model_thread = ModelThread(surface.player)
-    if model_thread is not None:
-        model_thread.start()
+        model_thread = ModelThread(surface.player).start()
     steal_before = host_steal_ms()
     warm = None
     try:
@@ -593,7 +612,9 @@ def _start_osc(args: argparse.Namespace, scenes: ScenePlayer | None, live) -> ob
     from engine.scenes.player import ScenePlayer
 
     if scenes is None:  # a built-in demo: volume, status and /scene still work
-        scenes = ScenePlayer(live.engine, lookahead_s=LOOKAHEAD_S)
+        scenes = ScenePlayer(
+            live.engine, lookahead_s=LOOKAHEAD_S, defer_model_load=True
+        )
     settings = OscSettings(
         host=args.osc_host,
         port=args.osc_port,

@@ -59,7 +59,9 @@ class ParamWatch:
     @classmethod
     def for_player(cls, player: Any) -> ParamWatch:
         """The parameters that follow an input or a model output in
-        ``player``'s scene (none for no scene or a built-in demo)."""
+        ``player``'s scene (none for no scene or a built-in demo). A model
+        not loaded yet (live play loads it on the model thread) binds no
+        output: ask again once ``player.model.loaded``."""
         from engine.scenes.format import layer_copies, mappings
 
         try:

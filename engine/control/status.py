@@ -92,8 +92,9 @@ class StatusReport:
         self._cpu_at: tuple[float, Any] | None = None
         self._cpu = (0.0, 0.0)
         # The watched parameters of the scene playing (rebuilt when it changes:
-        # every load gives the player a new inputs object).
-        self._watch: tuple[Any, ParamWatch] | None = None
+        # every load gives the player a new inputs object; or when its model
+        # has loaded).
+        self._watch: tuple[Any, bool, ParamWatch] | None = None
         # Where the meters of the program playing and of the master live.
         self._taps: MeterTaps | None = None
         self._master_taps: MeterTaps | None = None
@@ -133,9 +134,17 @@ class StatusReport:
 
     def _params(self) -> dict[str, dict[str, float | None]]:
         inputs = getattr(self.player, "inputs", None)
-        if self._watch is None or self._watch[0] is not inputs:
-            self._watch = (inputs, ParamWatch.for_player(self.player))
-        values = self._watch[1].read(self.engine)
+        # A model that loads after the scene started (live play) adds its
+        # bound parameters when it has loaded.
+        loop = getattr(self.player, "model", None)
+        loaded = loop is not None and loop.loaded
+        if (
+            self._watch is None
+            or self._watch[0] is not inputs
+            or self._watch[1] != loaded
+        ):
+            self._watch = (inputs, loaded, ParamWatch.for_player(self.player))
+        values = self._watch[2].read(self.engine)
         return {
             name: {"target": _rounded(target), "value": _rounded(value)}
             for name, (target, value) in values.items()

@@ -116,6 +116,11 @@ class TraceRecorder:
         self.tick_hz = check_tick_hz(tick_hz)
         self.player = player
         self.engine = player.engine
+        loop = getattr(player, "model", None)
+        if watch is None and loop is not None:
+            # The header lists the model's bound parameters: a model left to
+            # load on the model thread (live play) loads now, or is waited for.
+            loop.load()
         self.watch = watch if watch is not None else ParamWatch.for_player(player)
         self._lock = threading.Lock()
         self.n_ticks = 0

@@ -60,6 +60,7 @@ from engine.daemon.config import DEFAULT_SCENE, DaemonConfig, load_config
 from engine.daemon.instance_lock import AlreadyRunning, InstanceLock
 from engine.daemon.last_scene import remember_scene
 from engine.daemon.logs import setup_logging
+from engine.daemon.malloc_arenas import use_one_malloc_arena
 from engine.daemon.sd_notify import Notifier, watchdog_interval_s
 from engine.scenes.errors import SceneError
 
@@ -187,6 +188,8 @@ class Daemon:
             self.engine,
             lookahead_s=LOOKAHEAD_S,
             volume_cap_db=VOLUME_MAX_GAIN_DB,
+            # The model loads on the model thread, once the output plays.
+            defer_model_load=True,
             on_error=lambda message: log.warning("%s", message),
         )
         try:
@@ -294,6 +297,8 @@ class Daemon:
         """Run until stopped; returns the exit status."""
         config = self.config
         setup_logging(config.log_level)
+        # Before the daemon's threads start: engine/daemon/malloc_arenas.py.
+        use_one_malloc_arena()
         try:
             lock = InstanceLock.acquire()
         except AlreadyRunning as error:

@@ -20,6 +20,7 @@ Audio thread: no (this module is control-plane bookkeeping).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import pkgutil
@@ -145,17 +146,23 @@ def register(*specs: NodeSpec) -> None:
         REGISTRY[spec.name] = spec
 
 
-def node_types() -> dict[str, NodeSpec]:
-    """All node types, after importing every kernel module."""
+@functools.cache
+def _import_kernel_modules() -> None:
     # The kernel modules register their nodes; the interpreter is not needed
     # (importing it fills the kernel table, which checking a graph must not).
     # Every engine/dsp/kernels_*.py is one: a new module needs no list here.
+    # Once per process: listing the folder costs ~3 ms, and loading a scene
+    # asks for the node types about a hundred times.
     import engine.dsp
 
     for module in pkgutil.iter_modules(engine.dsp.__path__):
         if module.name.startswith("kernels_"):
             importlib.import_module(f"engine.dsp.{module.name}")
 
+
+def node_types() -> dict[str, NodeSpec]:
+    """All node types, after importing every kernel module."""
+    _import_kernel_modules()
     return dict(REGISTRY)
 
 

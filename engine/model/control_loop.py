@@ -22,6 +22,18 @@ Two ways to run it, one tick function:
   after each tick's frame, with no thread and no wall clock (``player.model_clock`` fixes the
   time of day), so renders stay reproducible.
 
+Loading: the onnxruntime session opens in :meth:`ModelLoop.load`, at once
+(offline renders: before the first frame, so they stay reproducible) or, for
+a player made with ``defer_model_load=True`` (``play`` and the daemon), on the
+loop's first tick, on the model thread. Importing onnxruntime and opening the
+session take about half a second that the first audio then does not wait
+for: the stream starts on the scene's own settings and mappings (what a model
+that fails to load leaves), and the first tick after the load writes the
+bound outputs, which glide there with each binding's ``smoothing_ms``. Until
+then ``loop.loaded`` is False and ``loop.bindings`` is empty; readers that
+list the bound parameters (``ParamWatch.for_player``, status, traces) call
+:meth:`ModelLoop.load` or look again once ``loaded`` turns True.
+
 For monitors and traces: ``loop.last_tick`` is a :class:`TickRecord` (frame,
 inputs, outputs, targets written), and every callable in
 ``player.model_listeners`` is called with each record.
@@ -45,10 +57,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.control.offline_ticks import render_ticking
-from engine.model.runtime import ModelRunner
 from engine.naming import did_you_mean
 
 if TYPE_CHECKING:
+    # onnxruntime is imported when a model loads, not with this module.
+    from engine.model.runtime import ModelRunner
     from engine.scenes.player import ScenePlayer
 
 __all__ = [
@@ -107,6 +120,8 @@ class ModelLoop:
         player: the player whose scene this is (its inputs, state, engine).
         scene: the checked scene (``scene["model"]`` present).
         report: one line per fault, once each.
+        load: open the model now (default); False leaves it to :meth:`load`
+            or the first :meth:`tick`.
     """
 
     def __init__(
@@ -114,6 +129,8 @@ class ModelLoop:
         player: ScenePlayer,
         scene: dict[str, Any],
         report: Callable[[str], None],
+        *,
+        load: bool = True,
     ) -> None:
         model = scene["model"]
         self.player = player
@@ -122,7 +139,7 @@ class ModelLoop:
         self.rate_hz = float(model["rate_hz"])
         rate = player.engine.sample_rate
         self.period_frames = max(1, round(rate / self.rate_hz))
-        self.runner = ModelRunner(model["file"], report)
+        self.runner: ModelRunner | None = None
         self.start_frame = 0
         self.next_frame = 0
         self.last_tick: TickRecord | None = None
@@ -131,9 +148,51 @@ class ModelLoop:
         self._reported: set[str] = set()
         self.sources: dict[str, str | None] = {}
         self.bindings: dict[str, list[dict[str, Any]]] = {}
-        contract = self.runner.contract
-        if contract is None:
+        self._load_lock = threading.Lock()
+        if load:
+            self.load()
+
+    @property
+    def loaded(self) -> bool:
+        """True once :meth:`load` has run (whether or not the model works)."""
+        return self.runner is not None
+
+    def load(self) -> None:
+        """Open the model's session and bind its outputs; once (later calls,
+        from any control thread, return when the first is done). A model
+        that does not load is reported and binds nothing."""
+        if self.runner is not None:
             return
+        with self._load_lock:
+            if self.runner is not None:
+                return
+            file = self.scene["model"]["file"]
+            try:
+                from engine.model.runtime import ModelRunner
+            except ImportError as error:  # an install without onnxruntime
+                self._once(
+                    "import",
+                    f"{file}: cannot run the model: {error}; keeping "
+                    "the scene's own settings",
+                )
+                return
+            runner = ModelRunner(file, self.report)
+            self.sources, self.bindings = self._bind(runner)
+            # Last: whoever sees the runner sees its bindings too.
+            self.runner = runner
+
+    def _bind(
+        self, runner: ModelRunner
+    ) -> tuple[dict[str, str | None], dict[str, list[dict[str, Any]]]]:
+        """The source of each model input and the bindings of each output
+        the model has (what it lacks is reported and skipped)."""
+        scene = self.scene
+        model = scene["model"]
+        sources: dict[str, str | None] = {}
+        bindings: dict[str, list[dict[str, Any]]] = {}
+        contract = runner.contract
+        if contract is None:
+            return sources, bindings
         explicit = model["inputs"]
         for port in contract.inputs:
             source = explicit.get(port.name)
@@ -142,7 +201,7 @@ class ModelLoop:
                     source = port.name
                 elif f"{CLOCK_PREFIX}{port.name}" in _clock_names():
                     source = f"{CLOCK_PREFIX}{port.name}"
-            self.sources[port.name] = source
+            sources[port.name] = source
         for name in explicit:
             if name not in contract.input_names:
                 self._once(
@@ -162,7 +221,8 @@ class ModelLoop:
                 continue
             playing = [b for b in items if not scene["layers"][b["layer"]]["muted"]]
             if playing:
-                self.bindings[output] = playing
+                bindings[output] = playing
+        return sources, bindings
 
     def _once(self, key: str, message: str) -> None:
         if key not in self._reported:
@@ -175,16 +235,19 @@ class ModelLoop:
         self.start_frame = self.next_frame = int(frame)
 
     def status(self) -> dict[str, Any]:
-        """For status replies and monitors: the file, whether it runs, the
-        ticks so far, the faults counted and the last tick's values."""
+        """For status replies and monitors: the file, whether it is loaded
+        and runs, the ticks so far, the faults counted and the last tick's
+        values."""
         last = self.last_tick
+        runner = self.runner
         return {
-            "file": str(self.runner.path),
-            "ok": self.runner.ok,
-            "error": self.runner.error,
+            "file": str(runner.path if runner else self.scene["model"]["file"]),
+            "loaded": runner is not None,
+            "ok": runner is not None and runner.ok,
+            "error": runner.error if runner else None,
             "rate_hz": self.rate_hz,
             "ticks": self.ticks,
-            "faults": self.runner.faults,
+            "faults": runner.faults if runner else 0,
             "inputs": dict(last.inputs) if last else {},
             "outputs": dict(last.outputs) if last else {},
         }
@@ -221,13 +284,16 @@ class ModelLoop:
 
     def tick(self, frame: int | None = None) -> TickRecord | None:
         """Run the model once and write the bound outputs that moved; the
-        record also becomes :attr:`last_tick` and goes to the listeners."""
+        record also becomes :attr:`last_tick` and goes to the listeners. The
+        first tick of a loop made with ``load=False`` loads the model first."""
+        self.load()
         frame = self.player.engine.frame if frame is None else int(frame)
         self.next_frame = max(self.next_frame + self.period_frames, frame + 1)
         try:
             record = self._tick(frame)
         except Exception as error:  # noqa: BLE001 - the loop must live
-            self._once("tick", f"{self.runner.path}: model tick failed: {error}")
+            path = self.scene["model"]["file"]
+            self._once("tick", f"{path}: model tick failed: {error}")
             return None
         self.last_tick = record
         self.ticks += 1
@@ -240,9 +306,10 @@ class ModelLoop:
 
     def _tick(self, frame: int) -> TickRecord:
         inputs = self.state_inputs(frame)
-        outputs = self.runner.run(inputs)
+        runner = self.runner
+        outputs = runner.run(inputs) if runner is not None else {}
         targets: dict[str, float] = {}
-        contract = self.runner.contract
+        contract = runner.contract if runner is not None else None
         if self.player.model is not self:
             # The scene changed while this tick ran: its bindings are stale.
             return TickRecord(frame, inputs, dict(outputs))

@@ -213,6 +213,9 @@ class ScenePlayer:
     ``lookahead_s`` is how far ahead of the engine's clock a quantized change
     may be placed (live playback: enough for the event pump to deliver it).
     ``volume_cap_db`` caps :meth:`set_volume`, whatever asks for more.
+    ``defer_model_load`` leaves a scene's model to load on its loop's first
+    tick (live: on the model thread, after the stream has started), instead
+    of before the scene plays (see engine/model/control_loop.py).
     """
 
     def __init__(
@@ -223,9 +226,11 @@ class ScenePlayer:
         lookahead_s: float = 0.0,
         volume_cap_db: float = 0.0,
         hold_loudness: bool = True,
+        defer_model_load: bool = False,
         on_error: Callable[[str], None] = _print_error,
     ) -> None:
         self.engine = engine
+        self.defer_model_load = defer_model_load
         self.lookahead_frames = round(lookahead_s * engine.sample_rate)
         self.volume_cap_db = float(volume_cap_db)
         self.hold_loudness = hold_loudness
@@ -360,11 +365,14 @@ class ScenePlayer:
                 node.values["gain_db"] = starts[node.name]
         model = None
         if scene.get("model") is not None:
-            # Opening the session takes milliseconds and holds the GIL: here,
-            # outside the lock, like compiling.
+            # Opening the session takes milliseconds (and importing onnxruntime
+            # the first time half a second) and holds the GIL: here, outside
+            # the lock, like compiling, or on the model thread when deferred.
             from engine.model.control_loop import ModelLoop
 
-            model = ModelLoop(self, scene, self.on_error)
+            model = ModelLoop(
+                self, scene, self.on_error, load=not self.defer_model_load
+            )
         program = self.engine.compile(graph)
         return _Loaded(path, scene, program, trim_db, digest, trims, input_trims, model)
 

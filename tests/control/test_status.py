@@ -61,3 +61,25 @@ def test_snapshot_names_scene_state_inputs_layers_and_volume(player):
     assert snapshot["master_peak_dbfs"] > snapshot["master_rms_dbfs"] > -60
     assert snapshot["underflows"] == 0 and snapshot["cpu_percent"] == 0.0
     assert snapshot["overruns"] == 0
+
+
+def test_parameters_bound_by_a_model_that_loads_later_appear_once_it_has(tmp_path):
+    """Live play loads a scene's model on the model thread after the stream
+    starts: the status lists its bound parameters from then on."""
+    player = ScenePlayer(
+        Engine(sample_rate=RATE, seed=3),
+        on_error=lambda m: None,
+        hold_loudness=False,
+        defer_model_load=True,
+    )
+    player.load("forest")
+    report = StatusReport(player)
+    before = report.snapshot()["params"]
+    assert "dread.level" not in before and "model" not in report.snapshot()
+    assert "dread.soft.cutoff_hz" in before  # the scene's own mapping of danger
+    player.model.tick()
+    player.engine.render(RATE // 10, block_size=256)
+    snapshot = report.snapshot()
+    assert "dread.level" in snapshot["params"]
+    assert snapshot["params"]["dread.level"]["target"] is not None
+    assert set(snapshot["model"]) == {"tension", "density", "brightness"}

@@ -285,3 +285,18 @@ def test_a_model_scene_traces_the_model_outputs_and_the_parameters_it_drives(
     # The level the model asked for is where the layer is heading.
     assert late["targets"]["dread.level"] is not None
     assert late["smoothed"]["dread.level"] is not None
+
+
+def test_a_live_trace_of_a_model_not_loaded_yet_waits_for_it_and_lists_its_params():
+    player = ScenePlayer(
+        Engine(sample_rate=RATE, seed=1),
+        hold_loudness=False,
+        on_error=print,
+        defer_model_load=True,
+    )
+    player.load("forest")
+    assert not player.model.loaded
+    recorder = TraceRecorder(io.StringIO(), player, mode="live")
+    assert player.model.loaded
+    header = json.loads(recorder.file.getvalue().splitlines()[0])
+    assert header["params"]["dread.level"]["follows"] == "model.tension"

@@ -5,6 +5,9 @@ one message each, listeners, and the live thread following scene changes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,9 +17,11 @@ import pytest
 from scene_audio import RATE, player_for, render, scene_copy  # tests/model
 from tiny_models import write_model
 
-from engine.dsp.layout import P_TARGET
+from engine.dsp.layout import P_CURRENT, P_TARGET
 from engine.model.control_loop import ModelThread, TickRecord, map_output
 from engine.model.training import MODELS
+from engine.rt.engine import Engine
+from engine.scenes.player import ScenePlayer
 
 
 def target(player, node: str, param: str) -> float:
@@ -198,3 +203,114 @@ def test_the_render_command_ticks_the_model_reproducibly(tmp_path):
     assert np.array_equal(outputs[0], outputs[1])
     # 58 bpm late in the day: brighter, more drops than in the morning.
     assert not np.array_equal(outputs[0], outputs[2])
+
+
+def deferred_player(path: Path, state: str | None = None) -> ScenePlayer:
+    """player_for's player, but leaving the model to its loop's first tick
+    (as `play` and the daemon do)."""
+    player = ScenePlayer(
+        Engine(sample_rate=RATE, seed=3),
+        hold_loudness=False,
+        on_error=print,
+        defer_model_load=True,
+    )
+    player.model_clock = {"time_of_day_h": 12.0}
+    player.load(path, fade_s=0.0, state=state)
+    return player
+
+
+def current(player, node: str, param: str) -> float:
+    program = player.engine.current
+    return float(program.params[P_CURRENT, program.param(node, param).column])
+
+
+def test_a_deferred_model_plays_the_scene_as_written_until_it_loads_then_glides(
+    tmp_path,
+):
+    player = deferred_player(scene_copy(tmp_path, "forest"), state="tension")
+    loop = player.model
+    assert not loop.loaded and loop.runner is None and loop.bindings == {}
+    assert player.status()["model"]["loaded"] is False
+    written = target(player, "dread.level", "gain_db")  # the scene's -5 dB
+    player.set_input("danger", 1.0)
+    player.engine.render(RATE // 2, block_size=256)  # playing, no model yet
+    assert target(player, "dread.level", "gain_db") == written
+    assert current(player, "dread.level", "gain_db") == pytest.approx(written)
+    record = loop.tick()  # the model thread's first tick: load, then run
+    assert loop.loaded and loop.runner.ok and "tension" in loop.bindings
+    assert player.status()["model"]["loaded"] is True
+    wanted = record.targets["dread.level"]
+    assert abs(wanted - written) > 2.0  # the model moves it audibly
+    player.engine.render(256, block_size=256)  # the write lands on this block
+    assert target(player, "dread.level", "gain_db") == pytest.approx(wanted)
+    # The binding's smoothing (800 ms to -60 dB, a one-pole) carries it there:
+    # a few percent of the way in the first block, not a jump.
+    first_block = (current(player, "dread.level", "gain_db") - written) / (
+        wanted - written
+    )
+    assert 0.0 < first_block < 0.1
+    player.engine.render(RATE // 20 - 256, block_size=256)
+    at_50_ms = (current(player, "dread.level", "gain_db") - written) / (
+        wanted - written
+    )
+    assert first_block < at_50_ms < 0.6
+    player.engine.render(3 * RATE, block_size=256)
+    assert current(player, "dread.level", "gain_db") == pytest.approx(wanted, abs=0.01)
+
+
+def test_an_offline_render_is_the_same_whether_the_model_loads_at_once_or_deferred(
+    tmp_path,
+):
+    path = scene_copy(tmp_path, "forest", only=("dread", "wind"))
+
+    def ramp(player):
+        return lambda t: player.set_input("danger", min(t, 1.0))
+
+    eager, deferred = player_for(path, "tension"), deferred_player(path, "tension")
+    assert eager.model.loaded and not deferred.model.loaded
+    a = render(eager, 1.5, ramp(eager))
+    b = render(deferred, 1.5, ramp(deferred))  # its first tick, frame 0, loads
+    assert np.array_equal(a, b)
+    assert deferred.model.ticks == eager.model.ticks == 30
+
+
+def test_loading_a_scene_for_live_play_leaves_onnxruntime_unimported():
+    """In a fresh process: a deferred scene load imports no onnxruntime (half
+    a second the first audio no longer waits for); the first tick does."""
+    code = (
+        "import sys\n"
+        "from engine.rt.engine import Engine\n"
+        "from engine.scenes.player import ScenePlayer\n"
+        "player = ScenePlayer(Engine(), defer_model_load=True)\n"
+        "player.load('focus')\n"
+        "before = 'onnxruntime' in sys.modules\n"
+        "player.model.tick()\n"
+        "print(before, 'onnxruntime' in sys.modules, player.model.runner.ok)\n"
+    )
+    root = Path(__file__).parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "True", "True"], out.stderr
+
+
+def test_loading_happens_once_whichever_thread_asks_first(tmp_path):
+    player = deferred_player(scene_copy(tmp_path, "sleep"))
+    loop = player.model
+    runners = []
+    threads = [
+        threading.Thread(target=lambda: (loop.load(), runners.append(loop.runner)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30.0)
+    assert len(runners) == 4 and all(r is runners[0] for r in runners)
+    assert runners[0].ok
