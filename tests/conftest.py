@@ -10,14 +10,22 @@ PortAudio is connected to:
   (only it) at the end of the session.
 
 Live tests are skipped only when jackd is not installed at all.
+
+``run_python`` runs a snippet in a fresh interpreter (for what only a new
+process shows: imports, threads, compiled code, malloc arenas).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 JACK_SAMPLE_RATE = 48000
 JACK_PERIOD_FRAMES = 128
@@ -67,3 +75,36 @@ def jack_server() -> Iterator[str]:
         server.stop()
         del os.environ["JACK_DEFAULT_SERVER"]
         sd._initialize()
+
+
+def _run_python(
+    code: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    drop: Iterable[str] = (),
+    timeout_s: float = 300.0,
+) -> str:
+    dropped = set(drop)
+    environment = {k: v for k, v in os.environ.items() if k not in dropped}
+    environment.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=environment,
+        timeout=timeout_s,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.fixture
+def run_python() -> Callable[..., str]:
+    """``run_python(code, *args, env=None, drop=(), timeout_s=300)``: run
+    ``python -c code args`` in a fresh interpreter at the checkout's root, with
+    it on ``PYTHONPATH``, this process's environment plus ``env`` and minus the
+    names in ``drop``. Returns its stdout; a failing process fails the test with
+    the end of its stderr."""
+    return _run_python

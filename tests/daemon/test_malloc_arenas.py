@@ -4,14 +4,9 @@ user set ``MALLOC_ARENA_MAX``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # Eight threads allocate and free 64 KB blocks at once (contention makes glibc
 # hand out new arenas), then malloc_info's XML counts the heaps: one per arena.
@@ -42,35 +37,25 @@ print(took, open(path).read().count("<heap nr="))
 """
 
 
-def _arenas(mode: str, **env: str) -> tuple[str, int]:
-    clean = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, mode],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env={**clean, "PYTHONPATH": str(ROOT), **env},
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    took, heaps = out.stdout.split()
+def _arenas(run_python, mode: str, **env: str) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    out = run_python(PROBE, mode, env=env, drop=["MALLOC_ARENA_MAX"])
+    took, heaps = out.split()
     return took, int(heaps)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
-def test_threads_share_one_arena_once_asked():
-    assert _arenas("one") == ("True", 1)
+def test_threads_share_one_arena_once_asked(run_python):
+    assert _arenas(run_python, "one") == ("True", 1)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
-def test_without_it_contending_threads_get_arenas_of_their_own():
+def test_without_it_contending_threads_get_arenas_of_their_own(run_python):
     # The control: what the daemon had before (more than one heap).
-    took, heaps = _arenas("default")
+    took, heaps = _arenas(run_python, "default")
     assert took == "None" and heaps > 1
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
-def test_a_limit_the_user_set_stands():
-    took, heaps = _arenas("one", MALLOC_ARENA_MAX="4")
+def test_a_limit_the_user_set_stands(run_python):
+    took, heaps = _arenas(run_python, "one", MALLOC_ARENA_MAX="4")
     assert took == "False" and heaps > 1

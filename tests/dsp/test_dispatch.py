@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +68,7 @@ def test_the_interpreter_calls_the_kernel_of_each_row() -> None:
     np.testing.assert_allclose(out[0], expected, atol=1e-6)
 
 
-def test_kernels_asked_for_before_the_interpreter_loads_with_it() -> None:
+def test_kernels_asked_for_before_the_interpreter_loads_with_it(run_python) -> None:  # type: ignore[no-untyped-def]
     """Compiling a graph to check it loads no kernel; importing the interpreter
     then loads the ones that graph asked for."""
     probe = (
@@ -85,23 +81,14 @@ def test_kernels_asked_for_before_the_interpreter_loads_with_it() -> None:
         "import engine.dsp.interpreter\n"
         "print(sorted(installed_kernels()))\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    first, second = out.stdout.strip().splitlines()[-2:]
+    first, second = run_python(probe).strip().splitlines()[-2:]
     assert first == "0 False"
     assert {int(Op.SAW), int(Op.PAN)} <= set(ast.literal_eval(second))
 
 
-def test_node_types_know_every_node_the_interpreter_has_a_kernel_for() -> None:
+def test_node_types_know_every_node_the_interpreter_has_a_kernel_for(
+    run_python,
+) -> None:  # type: ignore[no-untyped-def]
     # In a fresh process, so that no earlier import has registered a node.
     probe = (
         "from engine.dsp.nodes import node_types\n"
@@ -109,15 +96,4 @@ def test_node_types_know_every_node_the_interpreter_has_a_kernel_for() -> None:
         "from engine.dsp.interpreter import KERNELS\n"
         "print(sorted(int(op) for op in KERNELS if op not in names))\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert run_python(probe).strip().splitlines()[-1] == "[]"

@@ -5,9 +5,6 @@ one message each, listeners, and the live thread following scene changes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -274,7 +271,7 @@ def test_an_offline_render_is_the_same_whether_the_model_loads_at_once_or_deferr
     assert deferred.model.ticks == eager.model.ticks == 30
 
 
-def test_loading_a_scene_for_live_play_leaves_onnxruntime_unimported():
+def test_loading_a_scene_for_live_play_leaves_onnxruntime_unimported(run_python):
     """In a fresh process: a deferred scene load imports no onnxruntime (half
     a second the first audio no longer waits for); the first tick does."""
     code = (
@@ -287,17 +284,7 @@ def test_loading_a_scene_for_live_play_leaves_onnxruntime_unimported():
         "player.model.tick()\n"
         "print(before, 'onnxruntime' in sys.modules, player.model.runner.ok)\n"
     )
-    root = Path(__file__).parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=dict(os.environ, PYTHONPATH=str(root)),
-        timeout=120,
-        check=True,
-    )
-    assert out.stdout.split() == ["False", "True", "True"], out.stderr
+    assert run_python(code).split() == ["False", "True", "True"]
 
 
 def test_loading_happens_once_whichever_thread_asks_first(tmp_path):

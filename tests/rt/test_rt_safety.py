@@ -9,13 +9,8 @@ not keep IR for functions loaded from its cache.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SCAN = textwrap.dedent(
     r"""
@@ -69,33 +64,21 @@ SCAN = textwrap.dedent(
 
 
 def test_callback_and_renderer_ir_has_no_allocation_gil_python_or_raise(
-    tmp_path: Path,
+    tmp_path: Path, run_python
 ) -> None:
     env = {
-        **os.environ,
         "NUMBA_CACHE_DIR": str(tmp_path),
-        "PYTHONPATH": str(ROOT),
         # One process compiles all, so all the IR is in the scanning process.
         "SOUNDSCAPE_COMPILE_PROCESSES": "1",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", SCAN],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
+    report = json.loads(run_python(SCAN, env=env, timeout_s=600))
     assert report["has_renderer"], "the scan did not see the renderer"
     assert report["functions"] > 20
     assert report["kernels"] == report["n_kernels"] > 20
     assert report["bad"] == {}
 
 
-def test_the_scan_catches_allocation_and_raise(tmp_path: Path) -> None:
+def test_the_scan_catches_allocation_and_raise(tmp_path: Path, run_python) -> None:  # type: ignore[no-untyped-def]
     """The scan's patterns really match what an unsafe kernel compiles to."""
     probe = textwrap.dedent(
         r"""
@@ -111,12 +94,5 @@ def test_the_scan_catches_allocation_and_raise(tmp_path: Path) -> None:
         print(bool(re.search(r"NRT_MemInfo_alloc", ir)), bool(re.search("picklebuf", ir)))
         """
     )
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert out.stdout.split() == ["True", "True"], out.stderr[-2000:]
+    out = run_python(probe, env={"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert out.split() == ["True", "True"]
