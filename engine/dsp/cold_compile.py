@@ -1,14 +1,20 @@
 """Compile the kernels in parallel processes when Numba's cache is cold.
 
 A cold compile is mostly Numba's front end (type inference and lowering, in
-Python) plus LLVM, kernel after kernel: about 40 s of CPU on the benchmark
-machine. The kernels are independent functions (``engine.dsp.dispatch``), so
-worker processes each compile a share of them into the shared on-disk cache
-while this process compiles its own share; one worker also compiles the block
-renderer and the audio callback, which need only the kernel table's
-intrinsics, not the kernels. Afterwards this process loads everything from the
-cache. A worker that fails costs only time: whatever is missing is compiled
-here when the table is installed.
+Python) plus LLVM, kernel after kernel (benchmarks/RESULTS.md). The kernels
+are independent functions (``engine.dsp.dispatch``), so worker processes
+compile them into the shared on-disk cache beside this process; afterwards
+this process loads everything from the cache. A worker that fails costs only
+time: whatever is missing is compiled here when the table is installed.
+
+The work is shared out as it goes, not in fixed shares: every process walks
+the kernels from the costliest down and takes the next one nobody has taken
+(an exclusive file create in a claims directory is the claim), so processes
+finish within about one small kernel of each other however wrong the cost
+estimates are or however busy the other cores. Worker 1 first compiles the
+block renderer and the audio callback (they need only the kernel table's
+intrinsics, not the kernels): only a worker can, since this process is still
+importing the module that defines the renderer.
 
 Control thread only: runs once, at import of ``engine.dsp.interpreter``.
 """
@@ -17,27 +23,32 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from engine.dsp import cache_guard
 from engine.dsp.dispatch import KERNEL_ARGS
 
-SHARD_ENV = "SOUNDSCAPE_COMPILE_SHARD"  # "index/count" in a worker process
+# Set in a worker process: the claims directory shared by all processes, and
+# the worker's number (1 is the one that compiles the entry points).
+CLAIMS_ENV = "SOUNDSCAPE_COMPILE_CLAIMS"
+WORKER_ENV = "SOUNDSCAPE_COMPILE_WORKER"
 # Processes for a cold compile (default: one per core, at most MAX_PROCESSES);
 # 1 compiles everything here, which tools that read the LLVM IR need: Numba
 # keeps no IR for what it loads from the cache.
 PROCESSES_ENV = "SOUNDSCAPE_COMPILE_PROCESSES"
 MAX_PROCESSES = 4
-# Head start in compile cost given to worker 1, which also compiles the block
-# renderer and the callback (at 0.18 it took 26 s of CPU against 19 s here).
-_ENTRY_POINTS_SHARE = 0.08
 _WORKER = (
-    "import os, engine.dsp.interpreter\n"
-    f"if os.environ['{SHARD_ENV}'].startswith('1/'):\n"
+    "import os\n"
+    f"if os.environ['{WORKER_ENV}'] == '1':\n"
     "    import engine.rt.callback\n"
+    "from engine.dsp.cold_compile import compile_claimed\n"
+    "from engine.dsp.interpreter import KERNELS\n"
+    f"compile_claimed(KERNELS.values(), os.environ['{CLAIMS_ENV}'])\n"
 )
 
 
@@ -49,62 +60,90 @@ def _weight(kernel: object) -> int:
         return 1000
 
 
-def shards(kernels: Sequence[object], count: int) -> list[list[object]]:
-    """Split ``kernels`` into ``count`` lists of about equal compile cost
-    (largest first onto the lightest share); share 1 carries the entry points."""
+def costliest_first(kernels: Iterable[object]) -> list[object]:
+    """Each kernel once (a function registered for two opcodes is one
+    compile), the costliest first, ties in the given order."""
     unique = list(dict.fromkeys(kernels))
-    weights = {id(k): _weight(k) for k in unique}
-    total = sum(weights.values())
-    load = [0.0] * count
-    if count > 1:
-        load[1] = total * _ENTRY_POINTS_SHARE
-    out: list[list[object]] = [[] for _ in range(count)]
-    for kernel in sorted(unique, key=lambda k: -weights[id(k)]):
-        lightest = load.index(min(load))
-        out[lightest].append(kernel)
-        load[lightest] += weights[id(kernel)]
-    return out
+    return sorted(unique, key=lambda k: -_weight(k))
+
+
+def _claim_name(kernel: object) -> str:
+    module = getattr(kernel, "__module__", "") or ""
+    return f"{module}.{getattr(kernel, '__name__', id(kernel))}"
+
+
+def compile_claimed(kernels: Iterable[object], claims_dir: str | Path) -> list[object]:
+    """Compile, costliest first, each of ``kernels`` that no other process
+    sharing ``claims_dir`` has taken; return the ones compiled here.
+
+    A kernel is taken by creating ``claims_dir/<module>.<name>`` exclusively,
+    which the file system grants to exactly one process.
+    """
+    done = []
+    for kernel in costliest_first(kernels):
+        try:
+            fd = os.open(
+                Path(claims_dir) / _claim_name(kernel),
+                os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+            )
+        except FileExistsError:
+            continue
+        os.close(fd)
+        kernel.compile(KERNEL_ARGS)  # type: ignore[attr-defined]
+        done.append(kernel)
+    return done
+
+
+def process_count() -> int:
+    """Processes for a cold compile: ``SOUNDSCAPE_COMPILE_PROCESSES`` or one per
+    core (at most ``MAX_PROCESSES``)."""
+    default = min(os.cpu_count() or 1, MAX_PROCESSES)
+    raw = os.environ.get(PROCESSES_ENV)
+    if raw is None:
+        return default
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"{PROCESSES_ENV}={raw!r} must be a whole number") from None
 
 
 def compile_kernels(kernels: Mapping[int, object]) -> bool:
     """Fill Numba's cache with ``kernels`` using every core, if it is cold.
 
     Returns True in a worker process (which must not go on to install the
-    table), False in the process that will render.
+    table: it compiles its share after the import), False in the process that
+    will render.
     """
-    listed = list(kernels.values())
-    shard = os.environ.get(SHARD_ENV)
-    if shard:
-        index, count = (int(x) for x in shard.split("/"))
-        for kernel in shards(listed, count)[index]:
-            kernel.compile(KERNEL_ARGS)  # type: ignore[attr-defined]
+    if os.environ.get(CLAIMS_ENV):
         return True
-    count = min(os.cpu_count() or 1, MAX_PROCESSES)
-    try:
-        count = max(1, int(os.environ.get(PROCESSES_ENV, count)))
-    except ValueError:
-        raise ValueError(
-            f"{PROCESSES_ENV}={os.environ[PROCESSES_ENV]!r} must be a whole number"
-        ) from None
+    count = process_count()
     if count < 2 or cache_guard.kernels_compiled():
         return False
     package_parent = str(Path(__file__).resolve().parents[2])
     python_path = os.pathsep.join(
         p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p
     )
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WORKER],
-            env={**os.environ, SHARD_ENV: f"{i}/{count}", "PYTHONPATH": python_path},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(1, count)
-    ]
+    claims_dir = tempfile.mkdtemp(prefix="soundscape-compile-")
     try:
-        for kernel in shards(listed, count)[0]:
-            kernel.compile(KERNEL_ARGS)  # type: ignore[attr-defined]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER],
+                env={
+                    **os.environ,
+                    CLAIMS_ENV: claims_dir,
+                    WORKER_ENV: str(i),
+                    "PYTHONPATH": python_path,
+                },
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(1, count)
+        ]
+        try:
+            compile_claimed(kernels.values(), claims_dir)
+        finally:
+            for worker in workers:
+                worker.wait()
     finally:
-        for worker in workers:
-            worker.wait()
+        shutil.rmtree(claims_dir, ignore_errors=True)
     return False
