@@ -27,7 +27,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.dsp import cache_guard
@@ -43,13 +45,45 @@ WORKER_ENV = "SOUNDSCAPE_COMPILE_WORKER"
 PROCESSES_ENV = "SOUNDSCAPE_COMPILE_PROCESSES"
 MAX_PROCESSES = 4
 _WORKER = (
-    "import os\n"
-    f"if os.environ['{WORKER_ENV}'] == '1':\n"
+    "import os, time\n"
+    f"worker = os.environ['{WORKER_ENV}']\n"
+    "if worker == '1':\n"
     "    import engine.rt.callback\n"
+    "from pathlib import Path\n"
     "from engine.dsp.cold_compile import compile_claimed\n"
     "from engine.dsp.interpreter import KERNELS\n"
-    f"compile_claimed(KERNELS.values(), os.environ['{CLAIMS_ENV}'])\n"
+    f"claims = os.environ['{CLAIMS_ENV}']\n"
+    "compile_claimed(KERNELS.values(), claims, worker)\n"
+    "(Path(claims) / f'worker-{worker}.finished').write_text(repr(time.time()))\n"
 )
+_DONE = "done"
+
+
+@dataclass
+class ColdCompileReport:
+    """How a cold compile was shared out (for benchmarks/bench_cold_compile.py).
+
+    ``processes``: one dict per process (this one first) with ``cpu_s`` (its
+    CPU time compiling), ``kernels`` (how many it compiled) and ``finished_s``
+    (when it was done, from the start).
+    """
+
+    wall_s: float
+    processes: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """Plain data, with each process's ``idle_s`` (wall_s - finished_s)."""
+        return {
+            "wall_s": self.wall_s,
+            "processes": [
+                {**p, "idle_s": max(0.0, self.wall_s - p["finished_s"])}
+                for p in self.processes
+            ],
+        }
+
+
+# The last cold compile this process led, or None.
+last_report: ColdCompileReport | None = None
 
 
 def _weight(kernel: object) -> int:
@@ -72,14 +106,17 @@ def _claim_name(kernel: object) -> str:
     return f"{module}.{getattr(kernel, '__name__', id(kernel))}"
 
 
-def compile_claimed(kernels: Iterable[object], claims_dir: str | Path) -> list[object]:
+def compile_claimed(
+    kernels: Iterable[object], claims_dir: str | Path, owner: str = "0"
+) -> list[object]:
     """Compile, costliest first, each of ``kernels`` that no other process
     sharing ``claims_dir`` has taken; return the ones compiled here.
 
     A kernel is taken by creating ``claims_dir/<module>.<name>`` exclusively,
-    which the file system grants to exactly one process.
+    which the file system grants to exactly one process; the file names the
+    ``owner`` and says ``done`` once the kernel is compiled (and cached).
     """
-    done = []
+    compiled = []
     for kernel in costliest_first(kernels):
         try:
             fd = os.open(
@@ -88,10 +125,36 @@ def compile_claimed(kernels: Iterable[object], claims_dir: str | Path) -> list[o
             )
         except FileExistsError:
             continue
-        os.close(fd)
-        kernel.compile(KERNEL_ARGS)  # type: ignore[attr-defined]
-        done.append(kernel)
-    return done
+        try:
+            os.write(fd, f"{owner}\n".encode())
+            kernel.compile(KERNEL_ARGS)  # type: ignore[attr-defined]
+            os.write(fd, f"{_DONE}\n".encode())
+        finally:
+            os.close(fd)
+        compiled.append(kernel)
+    return compiled
+
+
+def all_done(kernels: Iterable[object], claims_dir: str | Path) -> bool:
+    """True when every one of ``kernels`` was compiled by some process."""
+    for kernel in costliest_first(kernels):
+        try:
+            lines = (Path(claims_dir) / _claim_name(kernel)).read_text().split()
+        except OSError:
+            return False
+        if lines[-1:] != [_DONE]:
+            return False
+    return True
+
+
+def _claims_by_owner(claims_dir: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for path in claims_dir.iterdir():
+        if path.name.startswith("worker-"):
+            continue
+        owner = (path.read_text().split() or ["?"])[0]
+        counts[owner] = counts.get(owner, 0) + 1
+    return counts
 
 
 def process_count() -> int:
@@ -112,38 +175,85 @@ def compile_kernels(kernels: Mapping[int, object]) -> bool:
 
     Returns True in a worker process (which must not go on to install the
     table: it compiles its share after the import), False in the process that
-    will render.
+    will render. When every kernel was compiled, the cache is marked complete
+    (``cache_guard.mark_kernels_compiled``), so the table need not load them
+    all to find out: a start loads only what its programs play.
     """
+    global last_report
     if os.environ.get(CLAIMS_ENV):
         return True
     count = process_count()
     if count < 2 or cache_guard.kernels_compiled():
         return False
+    claims_dir = Path(tempfile.mkdtemp(prefix="soundscape-compile-"))
+    try:
+        start, start_epoch = time.perf_counter(), time.time()
+        workers = _start_workers(count - 1, claims_dir)
+        cpu = time.process_time()
+        report = ColdCompileReport(wall_s=0.0)
+        try:
+            compile_claimed(kernels.values(), claims_dir)
+        finally:
+            report.processes.append(
+                {
+                    "cpu_s": time.process_time() - cpu,
+                    "finished_s": time.perf_counter() - start,
+                }
+            )
+            failed = _wait_for(workers, claims_dir, start_epoch, report)
+        report.wall_s = time.perf_counter() - start
+        counts = _claims_by_owner(claims_dir)
+        for i, process in enumerate(report.processes):
+            process["kernels"] = counts.get(str(i), 0)
+        last_report = report
+        if not failed and all_done(kernels.values(), claims_dir):
+            cache_guard.mark_kernels_compiled()
+    finally:
+        shutil.rmtree(claims_dir, ignore_errors=True)
+    return False
+
+
+def _start_workers(n_workers: int, claims_dir: Path) -> list[subprocess.Popen]:
     package_parent = str(Path(__file__).resolve().parents[2])
     python_path = os.pathsep.join(
         p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p
     )
-    claims_dir = tempfile.mkdtemp(prefix="soundscape-compile-")
-    try:
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-c", _WORKER],
-                env={
-                    **os.environ,
-                    CLAIMS_ENV: claims_dir,
-                    WORKER_ENV: str(i),
-                    "PYTHONPATH": python_path,
-                },
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for i in range(1, count)
-        ]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER],
+            env={
+                **os.environ,
+                CLAIMS_ENV: str(claims_dir),
+                WORKER_ENV: str(number),
+                "PYTHONPATH": python_path,
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for number in range(1, n_workers + 1)
+    ]
+
+
+def _wait_for(
+    workers: list[subprocess.Popen],
+    claims_dir: Path,
+    start_epoch: float,
+    report: ColdCompileReport,
+) -> bool:
+    """Wait for every worker, adding its CPU time and finishing time to
+    ``report``; True if any failed."""
+    failed = False
+    for number, worker in enumerate(workers, 1):
+        # wait4, not wait: it also gives the worker's CPU time.
+        _, status, usage = os.wait4(worker.pid, 0)
+        worker.returncode = os.waitstatus_to_exitcode(status)
+        failed |= worker.returncode != 0
         try:
-            compile_claimed(kernels.values(), claims_dir)
-        finally:
-            for worker in workers:
-                worker.wait()
-    finally:
-        shutil.rmtree(claims_dir, ignore_errors=True)
-    return False
+            finished = (claims_dir / f"worker-{number}.finished").read_text()
+            finished_s = float(finished) - start_epoch
+        except (OSError, ValueError):
+            finished_s = time.time() - start_epoch
+        report.processes.append(
+            {"cpu_s": usage.ru_utime + usage.ru_stime, "finished_s": finished_s}
+        )
+    return failed

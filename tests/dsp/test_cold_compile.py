@@ -11,6 +11,7 @@ import pytest
 
 from engine.dsp.cold_compile import (
     PROCESSES_ENV,
+    all_done,
     compile_claimed,
     costliest_first,
     process_count,
@@ -116,3 +117,35 @@ def test_process_count_reads_the_environment(monkeypatch: pytest.MonkeyPatch) ->
         process_count()
     monkeypatch.delenv(PROCESSES_ENV)
     assert 1 <= process_count() <= 4
+
+
+def test_all_done_needs_every_kernel_compiled_by_someone(tmp_path: Path) -> None:
+    log: list[str] = []
+    kernels = _kernels(log, {"x": 5, "y": 9}, tmp_path)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    assert not all_done(kernels, claims)
+    # Another process took y and died before it was compiled.
+    (claims / "fake.y").write_text("1\n")
+    compile_claimed(kernels, claims, owner="0")
+    assert log == ["x"]
+    assert not all_done(kernels, claims)
+    (claims / "fake.y").write_text("1\ndone\n")
+    assert all_done(kernels, claims)
+    assert (claims / "fake.x").read_text().split() == ["0", "done"]
+
+
+def test_a_failed_compile_leaves_its_claim_not_done(tmp_path: Path) -> None:
+    log: list[str] = []
+    (kernel,) = _kernels(log, {"broken": 3}, tmp_path)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+
+    def fail(args: tuple) -> None:
+        raise TypeError("cannot compile")
+
+    kernel.compile = fail  # type: ignore[method-assign]
+    with pytest.raises(TypeError):
+        compile_claimed([kernel], claims, owner="2")
+    assert (claims / "fake.broken").read_text().split() == ["2"]
+    assert not all_done([kernel], claims)
