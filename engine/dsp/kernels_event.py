@@ -646,7 +646,7 @@ def _thump(state, first, stamp, freq, sweep_oct, decay_ms, amp, sample_rate):
         np.int64(_PERCUSSIVE),
         rise,
         0.0,
-        0.0,
+        np.int64(0),  # gap: an integer, as grains passes it (one compile)
         sample_rate,
     )
 
