@@ -64,8 +64,9 @@ class ColdCompileReport:
     """How a cold compile was shared out (for benchmarks/bench_cold_compile.py).
 
     ``processes``: one dict per process (this one first) with ``cpu_s`` (its
-    CPU time compiling), ``kernels`` (how many it compiled) and ``finished_s``
-    (when it was done, from the start).
+    CPU time compiling; a worker's includes its start and imports, ~1 s),
+    ``kernels`` (how many it compiled) and ``finished_s`` (when it was done,
+    from the start).
     """
 
     wall_s: float
