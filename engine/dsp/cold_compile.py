@@ -245,16 +245,18 @@ def _wait_for(
     ``report``; True if any failed."""
     failed = False
     for number, worker in enumerate(workers, 1):
-        # wait4, not wait: it also gives the worker's CPU time.
-        _, status, usage = os.wait4(worker.pid, 0)
-        worker.returncode = os.waitstatus_to_exitcode(status)
+        cpu_s = float("nan")
+        if hasattr(os, "wait4"):  # POSIX: also gives the worker's CPU time
+            _, status, usage = os.wait4(worker.pid, 0)
+            worker.returncode = os.waitstatus_to_exitcode(status)
+            cpu_s = usage.ru_utime + usage.ru_stime
+        else:
+            worker.wait()
         failed |= worker.returncode != 0
         try:
             finished = (claims_dir / f"worker-{number}.finished").read_text()
             finished_s = float(finished) - start_epoch
         except (OSError, ValueError):
             finished_s = time.time() - start_epoch
-        report.processes.append(
-            {"cpu_s": usage.ru_utime + usage.ru_stime, "finished_s": finished_s}
-        )
+        report.processes.append({"cpu_s": cpu_s, "finished_s": finished_s})
     return failed
