@@ -128,10 +128,11 @@ def ensure_kernels(opcodes: Iterable[int]) -> None:
 
 
 _KERNEL_OPS = {int(op) for op in KERNELS}
-# A cold cache is filled by all cores at once (a worker process stops there),
-# then every kernel is installed, so no later graph load compiles anything.
-# With a warm cache each program's kernels are loaded when it is compiled:
-# a start loads the few it plays, not all 35.
+# A cold cache is filled by all cores at once (a worker process stops there);
+# every kernel is then in the cache (the workers' claims say so, or, with one
+# process or a failed worker, installing them all here makes it so), so no
+# later graph load compiles anything. Each program's kernels are loaded when
+# it is compiled: a start loads the few it plays, not all 35.
 if not compile_kernels(KERNELS):
     if not kernels_compiled():
         ensure_kernels(KERNELS)

@@ -12,8 +12,23 @@ from numba import njit
 # Never "nnan"/"ninf": with them LLVM assumes no NaN or inf exists and deletes the
 # guards that keep a bad value out of filter state (DESIGN.md section 5).
 SAFE_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": SAFE_FASTMATH}
+# No jitted function is called through a C function pointer (the kernel table
+# takes each kernel's native entry, engine.dsp.dispatch), so Numba need not
+# build a C wrapper around each one: 5 % of a cold compile (benchmarks/RESULTS.md).
+JIT = {
+    "nogil": True,
+    "cache": True,
+    "error_model": "numpy",
+    "fastmath": SAFE_FASTMATH,
+    "no_cfunc_wrapper": True,
+}
 JIT_INLINE = {**JIT, "inline": "always"}
+# LITERALS: Numba compiles a jitted helper once per argument type, and a constant
+# argument (``_POOL``, ``0`` before a loop reassigns it) has a type of its own,
+# Literal[int](4), so a call with a constant compiles a second copy of the
+# helper; while a variable's type is still being inferred, a literal start
+# compiles one that is then thrown away. Helpers called with integer constants
+# get them as ``np.int64(...)``; measured: 2-3 s of a cold compile.
 
 TWO_PI = 2.0 * math.pi
 # Feedback states smaller than this are flushed to zero (scsynth's zapgremlins):

@@ -221,7 +221,7 @@ def _bands_update(state, vb, p0, p1, voices, voice, t, key, steady, sample_rate)
             1000.0 * 2.0 ** float(j - 5),
             BAND_Q,
             g,
-            _PEAK,
+            np.int64(_PEAK),
             0.0,
             sample_rate,
         )

@@ -448,7 +448,7 @@ def grains(bufs, row, p0, p1, state, sample_rate, n_frames):
         counter = state[base + 1]
         rate = p0[voice] * inv_sr
         rate_step = (p1[voice] - p0[voice]) * inv_sr * inv_n
-        start = 0
+        start = np.int64(0)  # not a literal 0: see LITERALS in engine.dsp.jit
         for frame in range(n_frames):
             rate += rate_step
             countdown -= rate
@@ -635,7 +635,7 @@ def _thump(state, first, stamp, freq, sweep_oct, decay_ms, amp, sample_rate):
     _start_grain(
         state,
         first,
-        _HB_POOL,
+        np.int64(_HB_POOL),
         2.0,
         stamp,
         begin,
@@ -643,10 +643,10 @@ def _thump(state, first, stamp, freq, sweep_oct, decay_ms, amp, sample_rate):
         target * (1.0 - k),
         length,
         amp,
-        _PERCUSSIVE,
+        np.int64(_PERCUSSIVE),
         rise,
         0.0,
-        0.0,
+        np.int64(0),  # gap: an integer, as grains passes it (one compile)
         sample_rate,
     )
 
@@ -673,7 +673,7 @@ def heartbeat(bufs, row, p0, p1, state, sample_rate, n_frames):
         dub_pending = state[base + 1]
         rate = p0[voice] * beat_scale
         rate_step = (p1[voice] - p0[voice]) * beat_scale * inv_n
-        start = 0
+        start = np.int64(0)  # not a literal 0: see LITERALS in engine.dsp.jit
         for frame in range(n_frames):
             lub = phase >= 1.0
             if lub:
@@ -683,7 +683,7 @@ def heartbeat(bufs, row, p0, p1, state, sample_rate, n_frames):
             spacing = _ramped(p0, p1, _H_SPACING * voices + voice, t)
             dub = dub_pending > 0.0 and phase >= spacing
             if lub or dub:
-                _render_slots(out, start, frame, state, first, _HB_POOL)
+                _render_slots(out, start, frame, state, first, np.int64(_HB_POOL))
                 start = frame
                 freq = _ramped(p0, p1, _H_FREQ * voices + voice, t)
                 sweep = _ramped(p0, p1, _H_SWEEP * voices + voice, t)
@@ -717,7 +717,7 @@ def heartbeat(bufs, row, p0, p1, state, sample_rate, n_frames):
                     )
             rate += rate_step
             phase += rate
-        _render_slots(out, start, n_frames, state, first, _HB_POOL)
+        _render_slots(out, start, n_frames, state, first, np.int64(_HB_POOL))
         state[base] = phase if phase < 4.0 else 0.0
         state[base + 1] = dub_pending
 

@@ -339,7 +339,7 @@ def _svf_fast4(bufs, row, state, n_frames, first):
     """Voices ``first .. first+3`` with steady coefficients, states in registers
     (past the end of the bank the last voice fills the spare lanes)."""
     xa, xb, xc, xd, oa, ob, oc, od, a, b, c, d = _four_lanes(
-        bufs, row, first, _SVF_WIDTH
+        bufs, row, first, np.int64(_SVF_WIDTH)
     )
     ia, ja, a1a, a2a = state[a], state[a + 1], state[a + 2], state[a + 3]
     a3a, m0a, m1a, m2a = state[a + 4], state[a + 5], state[a + 6], state[a + 7]
@@ -491,7 +491,7 @@ def _ladder_fast4(bufs, row, state, n_frames, first):
     """Voices ``first .. first+3`` with steady coefficients, states in registers
     (past the end of the bank the last voice fills the spare lanes)."""
     xa, xb, xc, xd, oa, ob, oc, od, a, b, c, d = _four_lanes(
-        bufs, row, first, _LADDER_WIDTH
+        bufs, row, first, np.int64(_LADDER_WIDTH)
     )
     a1, a2, a3, a4 = state[a], state[a + 1], state[a + 2], state[a + 3]
     ga, e1a, e2a, e3a = state[a + 4], state[a + 5], state[a + 6], state[a + 7]

@@ -118,9 +118,9 @@ def audio_callback(
         ctl,
         ring,
         ring_pos,
-        _program_view(table, T_SLOT0),
-        _program_view(table, T_SLOT1),
-        _program_view(table, T_MASTER),
+        _program_view(table, np.int64(T_SLOT0)),
+        _program_view(table, np.int64(T_SLOT1)),
+        _program_view(table, np.int64(T_MASTER)),
         np.float64(table[T_SAMPLE_RATE]),
         request,
     )
