@@ -103,7 +103,9 @@ def test_scene_switch_and_hot_reload_while_playing_live(
             and run.cpu_over_budget == 0
         ):
             return
-        # Over the bar while the host took no CPU from the VM: the engine's.
+        # Over the bar while the host took no CPU from the VM, or more than
+        # one overrun (see tests/rt/test_live.py): the engine's.
+        assert run.cpu_over_budget <= 1, runs
         assert steal_ms > 0.0 and not STRICT_RT, (
             f"(callbacks, underflows, overruns, host steal ms): {runs}"
         )
