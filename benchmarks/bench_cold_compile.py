@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
 
 _COLD = (
     "import json, time; t0 = time.perf_counter()\n"
@@ -157,9 +160,7 @@ def main() -> int:
         for name, seconds in steps:
             print(f"{name:<58} {seconds:>6.2f} {100 * seconds / total:>5.1f}%")
         print(f"{'total':<58} {total:>6.2f}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

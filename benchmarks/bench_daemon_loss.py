@@ -25,7 +25,6 @@ stopped at the end).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
+
 # The harness that starts the daemon for the tests starts it here too.
 sys.path.insert(0, str(ROOT / "tests" / "daemon"))
 
@@ -212,9 +214,7 @@ def main() -> int:
     }
     if not ok:
         report["daemon_log_tail"] = result["log_tail"]
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0 if ok else 1
 
 

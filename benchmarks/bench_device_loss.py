@@ -16,7 +16,6 @@ Targets (issue #6): detection < 250 ms, recovery < 5 s, no hang, no exit.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
 
 RATE = 48000
 BLOCK = 128
@@ -173,9 +174,7 @@ def main() -> int:
         "summary": summary,
         "cycles": rows,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0 if ok else 1
 
 

@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_json
+
 RATE = 48000
 BLOCK = 128
 
@@ -332,9 +334,7 @@ def main() -> int:
         start = first_audio(args.repeats)
         for key, value in start.items():
             print(f"{key}: {round(value, 3) if isinstance(value, float) else value}")
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"start": start}, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, {"start": start})
         return 0
 
     import numba
@@ -412,9 +412,7 @@ def main() -> int:
         print(f"{key}: {value if value is None else round(value, 3)}")
     print(f"benchmark process peak RSS: {results['benchmark_peak_rss_mb']:.0f} MB")
 
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

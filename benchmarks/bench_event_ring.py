@@ -14,7 +14,6 @@ and finding the next one due (engine/rt/ring.py).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_json
 from engine.graph import Graph
 from engine.rt.engine import Engine
 from engine.rt.ring import EV_SET_NOW
@@ -89,9 +89,7 @@ def main() -> int:
             f"{row['immediate_per_block']:>9} "
             f"{row['mean_us_per_block']:>8} {row['max_us_per_block']:>8}"
         )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, rows)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import platform
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_engine import time_program
+from benchmarks.report import write_json
 
 RATE = 48000
 BLOCK = 128
@@ -187,9 +187,7 @@ def main() -> int:
             f"{r['cpu_ms_per_audio_s_without']:>8.2f} {r['cost_percent']:>+7.2f} "
             f"{r['estimated_cost_percent']:>+10.2f} {r['identical_output']!s:>10}"
         )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

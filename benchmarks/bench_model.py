@@ -22,7 +22,6 @@ created, after, and after the runs: onnxruntime must add none.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -33,6 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
 
 MODELS = ("focus", "sleep", "forest")
 TARGET_P99_US = 200.0
@@ -153,9 +154,7 @@ def main() -> int:
                 f"{row['model']:<7} {row['bytes']:>6} {what:<12} {s['p50_us']:>8} "
                 f"{s['p99_us']:>8} {s['max_us']:>9}  {threads}"
             )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, results)
     worst = max(row["runner_run"]["p99_us"] for row in rows)
     added = max(row["threads_after_runs"] - row["threads_before"] for row in rows)
     print(

@@ -21,7 +21,6 @@ CLOCK_MONOTONIC (``time.monotonic_ns``), which all processes share on Linux.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -36,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_json
 from engine.control.osc_pattern import AddressSet
 from engine.control.osc_server import DEFAULT_BURST, DEFAULT_RATE_HZ, OscServer
 from engine.control.osc_wire import encode_bundle, encode_message, parse
@@ -305,9 +305,7 @@ def main() -> int:
     for key, value in flood.items():
         print(f"  {key}: {value}")
 
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import random
@@ -54,6 +53,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
+
 sys.path.insert(0, str(ROOT / "tests" / "control"))
 
 HOST = "127.0.0.1"
@@ -665,9 +667,7 @@ def main() -> int:
 
         sd._terminate()  # PortAudio's JACK client goes before its server
         jack.stop()
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

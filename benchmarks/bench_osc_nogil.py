@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import math
 import os
 import platform
@@ -57,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_osc import BusyThread, stats_us
 from benchmarks.bench_osc_engine import run_delay_ns, steal_ms
+from benchmarks.report import write_json
 from engine.control.osc_wire import encode_message, parse
 
 HOST = "127.0.0.1"
@@ -341,11 +341,7 @@ def main() -> int:
                 f"{row['load_average_1min']:>5.2f} {row['steal_ms']:>8} "
                 f"{row['busy_thread_waiting_for_cpu_pct']:>15}"
             )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(
-        json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n"
-    )
-    print(f"wrote {args.json}")
+    write_json(args.json, {"machine": machine, "rows": rows})
     return 0
 
 

@@ -17,7 +17,6 @@ floor no client can go under.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
 
 RATE = 48000
 WARMUP_S = 0.5
@@ -179,9 +180,7 @@ def main() -> int:
         "alone, no client, for the same time; 'steal': CPU the VM's host took "
         "meanwhile"
     )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

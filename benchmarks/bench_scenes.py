@@ -27,7 +27,6 @@ again (a scene crossfade); clicks are counted around every one of them.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -37,6 +36,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
 
 RATE = 48000
 BLOCK = 256
@@ -257,9 +258,7 @@ def main() -> int:
         f"{platform.python_version()}",
         "scenes": rows,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

@@ -26,7 +26,6 @@ Reported, after a warm-up (``--warmup-s``, default 60 s):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -38,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_json
+
 sys.path.insert(0, str(ROOT / "tests" / "daemon"))
 
 SAMPLE_S = 5.0
@@ -269,9 +271,7 @@ def main() -> int:
         "summary": summary,
         "samples": result["samples"],
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0 if ok else 1
 
 

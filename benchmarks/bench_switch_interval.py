@@ -27,7 +27,6 @@ Thread: the main thread runs everything.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_osc import BusyThread
 from benchmarks.bench_osc_engine import run_time_ns
+from benchmarks.report import write_json
 
 INTERVALS_MS = (5.0, 1.0, 0.5, 0.25)
 WAKER_RATE_HZ = 200.0
@@ -145,21 +145,16 @@ def main() -> int:
             + "".join(f"{medians[case][str(ms)]:>13}" for ms in INTERVALS_MS)
         )
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "best": summary,
-                "runs": results,
-                "waits_per_s_median": medians,
-                "waits_per_s": switch_rates,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_json(
+        args.json,
+        {
+            "machine": machine,
+            "best": summary,
+            "runs": results,
+            "waits_per_s_median": medians,
+            "waits_per_s": switch_rates,
+        },
     )
-    print(f"wrote {args.json}")
     return 0
 
 
