@@ -80,7 +80,7 @@ def _switch_and_reload(tmp_path: Path) -> tuple[StatsSnapshot, float, list[str]]
 
 
 def test_scene_switch_and_hot_reload_while_playing_live(
-    jack_server: str, tmp_path: Path
+    jack_server: str, tmp_path: Path, allowed_overruns
 ) -> None:
     runs = []
     # With SOUNDSCAPE_STRICT_RT=1 (bare metal) the bar is 0 underflows. On
@@ -103,9 +103,9 @@ def test_scene_switch_and_hot_reload_while_playing_live(
             and run.cpu_over_budget == 0
         ):
             return
-        # Over the bar while the host took no CPU from the VM, or more than
-        # one overrun (see tests/rt/test_live.py): the engine's.
-        assert run.cpu_over_budget <= 1, runs
+        # Over the bar while the host took no CPU from the VM, or overruns
+        # beyond what its steal explains (tests/conftest.py): the engine's.
+        assert run.cpu_over_budget <= allowed_overruns(steal_ms), runs
         assert steal_ms > 0.0 and not STRICT_RT, (
             f"(callbacks, underflows, overruns, host steal ms): {runs}"
         )
