@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_json
+from benchmarks.report import machine, write_json
 
 # The harness that starts the daemon for the tests starts it here too.
 sys.path.insert(0, str(ROOT / "tests" / "daemon"))
@@ -202,11 +201,7 @@ def main() -> int:
         f"{summary['slowest_status_ms']} ms; daemon exit {result['exit_code']}"
     )
     report = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-        },
+        "machine": machine(),
         "scene": args.scene,
         "down_s": args.down_s,
         "summary": summary,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_json
+from benchmarks.report import machine, write_json
 
 RATE = 48000
 BLOCK = 128
@@ -162,11 +161,7 @@ def main() -> int:
         f"(target < 5); server down {args.down_s} s per cycle"
     )
     report = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-        },
+        "machine": machine(),
         "sample_rate": RATE,
         "block_size": BLOCK,
         "scene": DEMO,

@@ -21,8 +21,6 @@ CLOCK_MONOTONIC (``time.monotonic_ns``), which all processes share on Linux.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -35,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_json
+from benchmarks.report import machine, write_json
 from engine.control.osc_pattern import AddressSet
 from engine.control.osc_server import DEFAULT_BURST, DEFAULT_RATE_HZ, OscServer
 from engine.control.osc_wire import encode_bundle, encode_message, parse
@@ -259,14 +257,9 @@ def main() -> int:
 
     latency_s = 1.0 if args.quick else 6.0
     flood_s = 2.0 if args.quick else 10.0
-    machine = {
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],  # other work on the machine
-    }
-    print(f"machine: {machine}")
-    results: dict = {"machine": machine}
+    measured_on = machine()
+    print(f"machine: {measured_on}")
+    results: dict = {"machine": measured_on}
 
     latency = {
         "idle": measure_latency(latency_s, busy=False, switch_interval_s=0.005),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_json
+from benchmarks.report import machine, write_json
 
 RATE = 48000
 WARMUP_S = 0.5
@@ -138,11 +137,7 @@ def main() -> int:
         print("jackd is not installed: `bash scripts/bootstrap.sh setup` installs it")
         return 1
     results: dict = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-        },
+        "machine": machine(),
         "sample_rate": RATE,
         "scene": DEMO,
         "idle_server_xruns": {},

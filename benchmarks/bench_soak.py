@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_json
+from benchmarks.report import machine, write_json
 
 sys.path.insert(0, str(ROOT / "tests" / "daemon"))
 
@@ -260,11 +259,7 @@ def main() -> int:
     for name, value, target in rows:
         print(f"{name:<34} {value:>10}  {target}")
     report = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-        },
+        "machine": machine(),
         "scene": args.scene,
         "rate_hz": args.rate,
         "warmup_s": warmup_s,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_osc import BusyThread
 from benchmarks.bench_osc_engine import run_time_ns
-from benchmarks.report import write_json
+from benchmarks.report import machine, write_json
 
 INTERVALS_MS = (5.0, 1.0, 0.5, 0.25)
 WAKER_RATE_HZ = 200.0
@@ -103,12 +102,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     old_interval_s = sys.getswitchinterval()
-    machine = {
-        "python": platform.python_version(),
-        "cores": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-    }
-    print(f"machine: {machine}")
+    measured_on = machine()
+    print(f"machine: {measured_on}")
     cases = ("two busy threads", "busy + 200 Hz waker")
     results: dict = {case: {str(ms): [] for ms in INTERVALS_MS} for case in cases}
     switch_rates: dict = {case: {str(ms): [] for ms in INTERVALS_MS} for case in cases}
@@ -144,11 +139,11 @@ def main() -> int:
             f"{case:<22}"
             + "".join(f"{medians[case][str(ms)]:>13}" for ms in INTERVALS_MS)
         )
-    machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    measured_on["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     write_json(
         args.json,
         {
-            "machine": machine,
+            "machine": measured_on,
             "best": summary,
             "runs": results,
             "waits_per_s_median": medians,
