@@ -84,6 +84,7 @@ MAX_TRIM_DB = 24.0
 RELOAD_FADE_S = 1.0
 DEFAULT_SCENE_FADE_S = 3.0
 WATCH_INTERVAL_S = 0.5
+SAVE_SETTLE_S = 0.05  # a watched file unchanged this long is read
 _SLEEP_TAG = "sleep-timer"
 _AUTO_TAG = "auto-fire"
 # Triggers that fire on their own are planned this far ahead (events wait in
@@ -166,6 +167,9 @@ class _Loaded:
         field(default_factory=dict)
     )
     model: ModelLoop | None = None
+    # The file's modification time read before the file was: a save that
+    # lands while this version compiles shows as a change and loads next.
+    mtime: float | None = None
 
     def hold_db(self, state: str | None, name: str, value: float) -> float:
         """The gain that holds the loudness with input ``name`` at ``value``."""
@@ -309,6 +313,7 @@ class ScenePlayer:
         input_values: Mapping[str, float] | None,
         state: str | None,
     ) -> _Loaded:
+        mtime = _mtime(path)
         scene, graph = load_scene_file(path, input_values, state)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         # Each state is held to the target on its own (a combat state has more
@@ -374,7 +379,9 @@ class ScenePlayer:
                 self, scene, self.on_error, load=not self.defer_model_load
             )
         program = self.engine.compile(graph)
-        return _Loaded(path, scene, program, trim_db, digest, trims, input_trims, model)
+        return _Loaded(
+            path, scene, program, trim_db, digest, trims, input_trims, model, mtime
+        )
 
     def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
         self.engine.load(loaded.program, fade_s=fade_s)
@@ -389,7 +396,7 @@ class ScenePlayer:
         }
         if not keep_grid:
             self._origin = self.engine.frame
-        self._watched_mtime = _mtime(loaded.path)
+        self._watched_mtime = loaded.mtime
         self._plan_auto_fire()
         previous, self.model = self.model, loaded.model
         if self.model is not None:
@@ -455,6 +462,9 @@ class ScenePlayer:
             path = playing.path
             inputs = dict(self.inputs.values) if self.inputs is not None else {}
             state = self.state
+        # Read before the file: a save that lands while this one fails to
+        # load is still seen as a change by the watcher.
+        mtime = _mtime(path)
         # Compiling and measuring loudness take up to seconds: outside the
         # lock, so OSC and the model loop keep setting inputs meanwhile.
         try:
@@ -470,7 +480,7 @@ class ScenePlayer:
                 loaded = self._prepare(path, kept, state)
         except (SceneError, ValueError, OSError) as error:
             with self._lock:
-                self._watched_mtime = _mtime(path)
+                self._watched_mtime = mtime
                 self.last_error = f"{path}: kept the playing version: {error}"
             self.on_error(self.last_error)
             return False
@@ -510,7 +520,13 @@ class ScenePlayer:
                     if loaded is None:
                         continue
                     mtime = _mtime(loaded.path)
-                    if mtime is not None and mtime != self._watched_mtime:
+                    if mtime is None or mtime == self._watched_mtime:
+                        continue
+                    # A save can be a truncate and then a write: a file still
+                    # changing is read on a later poll, not reported as broken.
+                    if stop.wait(SAVE_SETTLE_S):
+                        break
+                    if _mtime(loaded.path) == mtime:
                         self.reload()
                 except Exception as error:  # noqa: BLE001 - the watcher must live
                     self.on_error(f"scene watcher: {error}")

@@ -5,6 +5,7 @@ ends in digital silence. Everything measured from rendered audio."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -263,6 +264,57 @@ def test_watch_reloads_when_the_file_is_saved(
     finally:
         player.stop_watching()
     assert player.status()["scene"] == "edited"
+
+
+@pytest.mark.parametrize("first", ["name: edited", "name: [broken"])
+def test_a_save_that_lands_while_the_last_one_loads_is_not_lost(
+    player: ScenePlayer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """An editor that saves twice in quick succession (or truncates and then
+    writes): the second save lands after the reload read the first. Whether
+    the first loaded or failed, the watcher still loads the second."""
+    import engine.scenes.player as player_module
+
+    scene = tmp_path / "game.yaml"
+    shutil.copy(GAME, scene)
+    player.engine.render(4 * RATE)
+    player.load(scene)
+    player.engine.render(4 * RATE)  # past the 3 s scene crossfade
+    second = scene.read_text().replace("name: game", "name: second")
+    saves = []
+
+    def save_again_once() -> None:
+        if not saves:
+            saves.append(True)
+            scene.write_text(second)
+            stat = scene.stat()  # a later mtime even on a coarse clock
+            os.utime(scene, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    def after(function):
+        def wrapped(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            finally:
+                save_again_once()
+
+        return wrapped
+
+    if "broken" in first:  # lands after the failed read
+        read = after(player_module.load_scene_file)
+        monkeypatch.setattr(player_module, "load_scene_file", read)
+    else:  # lands after the last read, as the new version starts to fade in
+        monkeypatch.setattr(player.engine, "load", after(player.engine.load))
+    scene.write_text(scene.read_text().replace("name: game", first))
+    player.watch(interval_s=0.02)
+    try:
+        deadline = time.monotonic() + 10.0
+        while player.scene["name"] != "second" and time.monotonic() < deadline:
+            player.engine.render(RATE // 10)  # lets a reload's crossfade finish
+            time.sleep(0.02)
+    finally:
+        player.stop_watching()
+    assert saves, "the watcher never read the first save"
+    assert player.status()["scene"] == "second"
 
 
 def test_broken_scene_file_raises_and_the_playing_scene_stays(
