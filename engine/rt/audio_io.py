@@ -316,6 +316,12 @@ def jack_xrun_causes(log: str) -> dict[str, int]:
     return causes
 
 
+# Ports a private server makes room for. libjack maps the server's whole
+# shared segment into every client and locks it in memory: 107 MB at jackd's
+# default (2048 ports), 40 MB at 64; the engine needs two, a test a few more.
+JACK_PORT_MAX = 64
+
+
 class JackServer:
     """A private ``jackd`` with the dummy backend, under its own server name.
 
@@ -333,10 +339,12 @@ class JackServer:
         name: str | None = None,
         sample_rate: int = 48000,
         period_frames: int = 128,
+        port_max: int = JACK_PORT_MAX,
     ) -> None:
         self.name = name or f"soundscape-{os.getpid()}-{time.monotonic_ns()}"
         self.sample_rate = sample_rate
         self.period_frames = period_frames
+        self.port_max = port_max
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -365,7 +373,7 @@ class JackServer:
                 "`apt-get install --no-install-recommends jackd2`."
             )
         command = [
-            "jackd", "-n", self.name, "-d", "dummy",
+            "jackd", "-n", self.name, "-p", str(self.port_max), "-d", "dummy",
             "-r", str(self.sample_rate), "-p", str(self.period_frames),
         ]  # fmt: skip
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
