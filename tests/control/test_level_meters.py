@@ -103,12 +103,11 @@ def test_the_master_meter_reads_the_rendered_output(two_tones):
     taps = MeterTaps(engine.master)
     peak, rms = taps.read()["master"]
     last = audio[-RATE // 2 :]
-    # The peak held and falling 20 dB/s since it was reached (the two tones
-    # peak together every 50 ms); the meter starts the fall at block ends,
-    # so it may read up to one block's fall (0.05 dB) higher.
+    # The peak held and falling 20 dB/s since the frame it was reached (the
+    # two tones peak together every 50 ms), to the output's float32 rounding.
     age_s = (len(last) - 1 - np.arange(len(last))) / RATE
     held = np.max(np.abs(last).max(axis=1) * 10.0 ** (-20.0 * age_s / 20.0))
-    assert amplitude_db(held) - 1e-3 <= peak <= amplitude_db(held) + 0.06
+    assert peak == pytest.approx(amplitude_db(held), abs=1e-4)
     assert rms == pytest.approx(amplitude_db(np.sqrt(np.mean(last**2))), abs=0.1)
 
 
