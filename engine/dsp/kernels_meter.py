@@ -20,15 +20,17 @@ every sample, whatever the block size:
   full-scale sine reads -3.01 dBFS. After a signal stops it falls at
   ``10 / ln 10 / window_s`` dB/s (14.5 dB/s at 300 ms).
 
-Neither recursion is run sample by sample (each step waits on the one
-before): a block's end value is their closed form, the block's samples
-weighed by the ballistics' factor for their distance to the block's end,
-``peak = max(g**n * peak, max(g**(n-1-i) |x_i|))`` and
-``ms = k**n * ms + (1 - k) * sum(k**(n-1-i) x_i**2)``. The weights come from
-two tables of ``SUB_FRAMES`` factors in the state, and a factor per stretch
-of ``SUB_FRAMES`` frames, so the loop over samples has no dependency chain
-and vectorises. The readings at a frame are the same (to rounding, 1e-15)
-whatever the blocks were: a reading never runs a block's fall behind.
+Neither recursion is run sample by sample (each step would wait on the one
+before): the block runs them on ``SUB_FRAMES`` lanes at once, lane ``i``
+taking frames ``i, i + SUB_FRAMES, ...`` counted back from the block's end
+(the lane's fall and keep over ``SUB_FRAMES`` frames between its samples),
+and the lanes are then brought to the block's end with a table of factors,
+``g**(SUB_FRAMES - 1 - i)`` and ``(1 - k) * k**(SUB_FRAMES - 1 - i)``. That
+is the closed form ``peak = max(g**n * peak, max(g**(n-1-i) |x_i|))``,
+``ms = k**n * ms + (1 - k) * sum(k**(n-1-i) x_i**2)``; the lane loop has no
+dependency between samples and vectorises. The readings after a frame are
+the same (to rounding, 1e-12) whatever the blocks were: a reading never
+runs a block's fall behind.
 
 With several channels, the peak is the largest of any channel and the mean
 square is the mean over channels (a centred stereo pair reads as one channel).
@@ -59,9 +61,10 @@ from engine.dsp.opcodes import Op
 DEFAULT_FALL_DB_PER_S = 20.0
 DEFAULT_WINDOW_MS = 300.0
 
-# Frames per stretch of the closed form: each needs one factor per stretch
-# (two multiplies), and its two weight tables are 2 * SUB_FRAMES floats of
-# state per meter.
+# Lanes of the ballistics run at once: the lanes and their tables are
+# 4 * SUB_FRAMES floats of state per meter. 16 to 64 cost the same
+# (measured, benchmarks/bench_meters.py); reductions per 32-frame stretch
+# instead of lanes cost 4 times as much.
 SUB_FRAMES = 32
 
 # State layout. The first three are what the control plane reads.
@@ -75,10 +78,13 @@ _M_FALL_N = 6  # g**n
 _M_KEEP_N = 7  # k**n
 _M_FALL_SUB = 8  # g**SUB_FRAMES
 _M_KEEP_SUB = 9  # k**SUB_FRAMES
-# Weight of a stretch's frame i (of SUB_FRAMES), to the stretch's end:
+# Lane i's factor to the block's end:
 _M_FALL_TABLE = 10  # g**(SUB_FRAMES - 1 - i)
 _M_KEEP_TABLE = _M_FALL_TABLE + SUB_FRAMES  # (1 - k) * k**(SUB_FRAMES - 1 - i)
-_M_SIZE = _M_KEEP_TABLE + SUB_FRAMES
+# The lanes (scratch: cleared at each block's start): peak, sum of squares.
+_M_PEAK_LANES = _M_KEEP_TABLE + SUB_FRAMES
+_M_SQUARE_LANES = _M_PEAK_LANES + SUB_FRAMES
+_M_SIZE = _M_SQUARE_LANES + SUB_FRAMES
 
 # Meter nodes the engine places are named ``meter:<what they measure>`` (a
 # layer copy, ``master``): the colon keeps them apart from scene node names.
@@ -159,54 +165,65 @@ def meter(bufs, row, p0, p1, state, sample_rate, n_frames):
     bit. State (``M_*``): the linear peak and mean square after the last
     frame, the frames measured, the ballistics' per-frame logarithms, the
     factors for the last ``n_frames`` (two ``exp`` per block size, not per
-    block) and for a stretch, and the stretch's weight tables.
+    block) and for ``SUB_FRAMES``, the lanes' tables, and the lanes.
     """
     voices = row[I_VOICES]
     in_slot, in_stride = row[I_IN], row[I_IN + 1]
     out_slot = row[I_OUT]
-    # Stretches of SUB_FRAMES frames end on the block's end; the first one
-    # takes what is left (1..SUB_FRAMES frames) and the tables' tail.
-    n_sub = (n_frames + SUB_FRAMES - 1) // SUB_FRAMES
-    first = n_frames - (n_sub - 1) * SUB_FRAMES
+    n_full = n_frames // SUB_FRAMES
+    # The lanes end on the block's end: the frames before the first full
+    # stretch go to the last lanes.
+    first = n_frames - n_full * SUB_FRAMES
+    lane0 = SUB_FRAMES - first
+    for lane in range(SUB_FRAMES):
+        state[_M_PEAK_LANES + lane] = 0.0
+        state[_M_SQUARE_LANES + lane] = 0.0
+    for voice in range(voices):
+        x = bufs[in_slot + voice * in_stride]
+        out = bufs[out_slot + voice]
+        for frame in range(first):
+            sample = x[frame]
+            out[frame] = sample
+            # NaN and inf (and absurd levels) read as 0: never in the state.
+            level = abs(sample)
+            level = level if level < STATE_CEILING else 0.0
+            held = state[_M_PEAK_LANES + lane0 + frame]
+            state[_M_PEAK_LANES + lane0 + frame] = max(held, level)
+            state[_M_SQUARE_LANES + lane0 + frame] += level * level
     fall_sub = state[_M_FALL_SUB]
     keep_sub = state[_M_KEEP_SUB]
-    block_peak = 0.0
-    block_square = 0.0
-    # Weights of the stretch's end to the block's end: the last stretch first.
-    fall_weight = 1.0
-    keep_weight = 1.0
-    for sub in range(n_sub - 1, -1, -1):
-        start = 0 if sub == 0 else first + (sub - 1) * SUB_FRAMES
-        length = first if sub == 0 else SUB_FRAMES
-        table = SUB_FRAMES - length
-        # The peak is found on the bits: for non-negative floats their order
-        # is the integers' order, and an integer max vectorises where a float
-        # max (which must keep NaN's semantics) is one long dependency chain
-        # (measured: benchmarks/bench_meters.py).
-        peak_bits = 0
-        square_sum = 0.0
+    for sub in range(n_full):
+        start = first + sub * SUB_FRAMES
         for voice in range(voices):
             x = bufs[in_slot + voice * in_stride]
             out = bufs[out_slot + voice]
-            for i in range(length):
-                sample = x[start + i]
-                out[start + i] = sample
-                # NaN and inf (and absurd levels) read as 0: never in the state.
+            # The lanes fall once a stretch; the other channels only add in.
+            fall = fall_sub if voice == 0 else 1.0
+            keep = keep_sub if voice == 0 else 1.0
+            for lane in range(SUB_FRAMES):
+                sample = x[start + lane]
+                out[start + lane] = sample
                 level = abs(sample)
                 level = level if level < STATE_CEILING else 0.0
-                weighted = level * state[_M_FALL_TABLE + table + i]
-                peak_bits = max(peak_bits, _float_bits(weighted))
-                square_sum += level * level * state[_M_KEEP_TABLE + table + i]
-        block_peak = max(block_peak, _bits_float(peak_bits) * fall_weight)
-        block_square += square_sum * keep_weight
-        fall_weight *= fall_sub
-        keep_weight *= keep_sub
+                held = state[_M_PEAK_LANES + lane] * fall
+                state[_M_PEAK_LANES + lane] = max(held, level)
+                square = state[_M_SQUARE_LANES + lane] * keep + level * level
+                state[_M_SQUARE_LANES + lane] = square
+    # The peak is found on the bits: for non-negative floats their order is
+    # the integers' order, and an integer max vectorises where a float max
+    # (which must keep NaN's semantics) is one long dependency chain.
+    peak_bits = 0
+    square_sum = 0.0
+    for lane in range(SUB_FRAMES):
+        lane_peak = state[_M_PEAK_LANES + lane] * state[_M_FALL_TABLE + lane]
+        peak_bits = max(peak_bits, _float_bits(lane_peak))
+        square_sum += state[_M_SQUARE_LANES + lane] * state[_M_KEEP_TABLE + lane]
     if state[_M_CACHED_N] != n_frames:
         state[_M_CACHED_N] = n_frames
         state[_M_FALL_N] = math.exp(n_frames * state[M_FALL_PER_FRAME])
         state[_M_KEEP_N] = math.exp(n_frames * state[M_KEEP_PER_FRAME])
-    peak = max(state[M_PEAK] * state[_M_FALL_N], block_peak)
-    mean_square = state[M_MEAN_SQUARE] * state[_M_KEEP_N] + block_square / voices
+    peak = max(state[M_PEAK] * state[_M_FALL_N], _bits_float(peak_bits))
+    mean_square = state[M_MEAN_SQUARE] * state[_M_KEEP_N] + square_sum / voices
     # Both decay towards 0 for ever in silence: flush them before subnormals.
     state[M_PEAK] = zap(peak)
     state[M_MEAN_SQUARE] = zap(mean_square)
