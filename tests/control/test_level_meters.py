@@ -1,7 +1,8 @@
 """Layer and master meters of a playing scene, read as the status reads them:
 a layer's RMS against theory, a layer's gain change moving its meter and no
 other, a trigger's copies read as one layer, the master meter against the
-rendered output."""
+rendered output, and the layers read across a crossfade (a reload reads
+steady, a scene change as the fade sounds it)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from engine.control.level_meters import (
     SILENCE_DB,
+    LayerMeters,
     MeterTaps,
     amplitude_db,
     clear_meters,
@@ -126,3 +128,85 @@ def test_cleared_meters_read_silence_and_measure_again_when_rendering(two_tones)
     assert MeterTaps(engine.master).read()["master"] == (SILENCE_DB, SILENCE_DB)
     engine.render(RATE // 10)
     assert _layers(two_tones)["low"][0] == pytest.approx(amplitude_db(0.2), abs=0.1)
+
+
+# The same layers as TWO_TONES, "low" 20 dB down, "high" gone, "mid" new.
+OTHER_TONES = """\
+name: other_tones
+description: The low tone 20 dB down, the high one gone, a new one.
+layers:
+  low:
+    nodes:
+      tone: {type: sine, frequency_hz: 220, amplitude: 0.02}
+    output: tone
+  mid:
+    nodes:
+      tone: {type: sine, frequency_hz: 500, amplitude: 0.1}
+    output: tone
+"""
+
+
+def _flat(readings: dict[str, tuple[float, float]]) -> dict[str, float]:
+    return {
+        f"{layer} {what}": value
+        for layer, pair in readings.items()
+        for what, value in zip(("peak", "rms"), pair, strict=True)
+    }
+
+
+def test_reloading_the_same_scene_reads_steady_where_its_new_meters_dip(two_tones):
+    engine = two_tones.engine
+    engine.render(2 * RATE)
+    steady = _layers(two_tones)
+    meters = LayerMeters(engine)
+    assert _flat(meters.read()) == pytest.approx(_flat(steady))
+    two_tones.reload()  # the same file again: a 1 s crossfade to a new program
+    rows = []
+    for _ in range(100):  # 2 s in 20 ms steps
+        engine.render(RATE // 50)
+        assert engine.current is not None
+        rows.append((MeterTaps(engine.current).read(), meters.read()))
+    for layer in ("low", "high"):
+        # The new program's meters alone: from nothing, 300 ms to settle.
+        dip = min(raw[layer][1] for raw, _ in rows) - steady[layer][1]
+        assert dip < -10.0
+        # Carried over: the layer sounds on and reads steady throughout.
+        for _, heard in rows:
+            assert heard[layer][1] == pytest.approx(steady[layer][1], abs=0.05)
+            assert heard[layer][0] == pytest.approx(steady[layer][0], abs=0.05)
+
+
+def test_a_scene_change_reads_each_layer_as_the_crossfade_sounds_it(
+    two_tones, tmp_path: Path
+):
+    engine = two_tones.engine
+    engine.render(2 * RATE)
+    steady = _layers(two_tones)
+    path = tmp_path / "other_tones.yaml"
+    path.write_text(OTHER_TONES)
+    meters = LayerMeters(engine)
+    meters.read()
+    two_tones.load(path, fade_s=1.0)
+    engine.render(RATE // 2)  # the equal-power fade's midpoint
+    heard = meters.read()
+    # Only in the old scene: faded out with its sound, -3.01 dB at the middle.
+    assert heard["high"][1] == pytest.approx(steady["high"][1] - 3.01, abs=0.05)
+    assert heard["high"][0] == pytest.approx(steady["high"][0] - 3.01, abs=0.05)
+    # Only in the new: faded in, 3 dB down, and its meter 0.5 s old (82 %
+    # of the way: another 0.85 dB).
+    new_rms = amplitude_db(0.1) + SINE_RMS_DB
+    rise_db = 10.0 * math.log10(1.0 - math.exp(-0.5 / 0.3))
+    assert heard["mid"][1] == pytest.approx(new_rms - 3.01 + rise_db, abs=0.1)
+    # In both: between the two levels, never below the new one.
+    assert amplitude_db(0.02) + SINE_RMS_DB < heard["low"][1] < steady["low"][1]
+    engine.render(RATE // 2 + 128)
+    after = meters.read()
+    assert set(after) == {"low", "mid"}  # the old program is no longer heard
+    # The low tone falls from its old level at the meter's own rate (14.5 dB/s
+    # at 300 ms): still above its new level, which it reaches in time.
+    assert after["low"][1] > amplitude_db(0.02) + SINE_RMS_DB + 3.0
+    engine.render(2 * RATE)
+    settled = meters.read()
+    assert settled["low"][1] == pytest.approx(amplitude_db(0.02) + SINE_RMS_DB, abs=0.1)
+    # What is left of the old level then: 3 s at 14.5 dB/s, 20 dB above.
+    assert _flat(settled) == pytest.approx(_flat(_layers(two_tones)), abs=0.03)
