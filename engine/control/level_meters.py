@@ -179,6 +179,8 @@ class LayerMeters:
     Args:
         engine: the engine whose ``current`` program is read (it may change
             between reads).
+
+    One control thread at a time (``StatusReport`` reads it under its lock).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -216,7 +218,7 @@ class LayerMeters:
         # the current fade's.
         fade_frames = max(int(self.engine.ctl[C_FADE_FRAMES]), 1)
         done = min(taps.frames() / fade_frames, 1.0)
-        if done >= 1.0:
+        if done >= 1.0 or not self.engine.switching:
             self._previous = None  # let the old program go
             return new
         old = self._previous[0].carried(self._previous[1]) if self._previous else {}
