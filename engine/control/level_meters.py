@@ -58,7 +58,7 @@ from engine.dsp.kernels_meter import (
 )
 from engine.dsp.layout import I_STATE
 from engine.graph.program import Program
-from engine.rt.core import C_FADE_FRAMES
+from engine.rt.core import C_ACCEPTED, C_FADE_FRAMES, C_FADE_POS, C_FADING, C_REQUEST
 from engine.rt.engine import Engine
 
 __all__ = ["SILENCE_DB", "LayerMeters", "MeterTaps", "amplitude_db", "clear_meters"]
@@ -107,15 +107,6 @@ class MeterTaps:
             measured = copy.split("~", 1)[0]
             offset = int(program.instr[index, I_STATE])
             self.offsets.setdefault(measured, []).append(offset)
-
-    def frames(self) -> int:
-        """Frames the program's meters have measured: all of them start with
-        the program's first block (0 before the audio thread rendered it)."""
-        state = self.program.state
-        return max(
-            (int(state[offsets[0] + M_FRAMES]) for offsets in self.offsets.values()),
-            default=0,
-        )
 
     def carried(self, seed: Readings) -> Readings:
         """:meth:`read_linear`, each reading as if the meter had started from
@@ -203,6 +194,17 @@ class LayerMeters:
         start = previous[0].carried(previous[1]) if previous is not None else {}
         self._current = (MeterTaps(program), start)
 
+    def _fade_done(self) -> float:
+        """How far the crossfade to the current program has gone, 0..1, as
+        the audio thread counts it (1: over, or no fade)."""
+        ctl = self.engine.ctl
+        if ctl[C_FADING]:
+            return min(
+                float(ctl[C_FADE_POS]) / max(float(ctl[C_FADE_FRAMES]), 1.0), 1.0
+            )
+        # Published, not started yet: only the old program is heard.
+        return 0.0 if ctl[C_REQUEST] != ctl[C_ACCEPTED] else 1.0
+
     def read_linear(self) -> Readings:
         """(peak, mean square), linear, of each layer as heard now."""
         program = self.engine.current
@@ -213,12 +215,8 @@ class LayerMeters:
         assert self._current is not None
         taps, seed = self._current
         new = taps.carried(seed)
-        # The fade started with the new program's first block: its meters
-        # count its frames. Loads wait for a running fade, so this length is
-        # the current fade's.
-        fade_frames = max(int(self.engine.ctl[C_FADE_FRAMES]), 1)
-        done = min(taps.frames() / fade_frames, 1.0)
-        if done >= 1.0 or not self.engine.switching:
+        done = self._fade_done()
+        if done >= 1.0:
             self._previous = None  # let the old program go
             return new
         old = self._previous[0].carried(self._previous[1]) if self._previous else {}

@@ -19,6 +19,7 @@ from engine.control.level_meters import (
     amplitude_db,
     clear_meters,
 )
+from engine.graph.graph import Graph
 from engine.rt.engine import Engine
 from engine.scenes.player import ScenePlayer
 
@@ -210,3 +211,35 @@ def test_a_scene_change_reads_each_layer_as_the_crossfade_sounds_it(
     assert settled["low"][1] == pytest.approx(amplitude_db(0.02) + SINE_RMS_DB, abs=0.1)
     # What is left of the old level then: 3 s at 14.5 dB/s, 20 dB above.
     assert _flat(settled) == pytest.approx(_flat(_layers(two_tones)), abs=0.03)
+
+
+def test_the_first_scene_reads_as_it_fades_in_from_silence(tmp_path: Path):
+    path = tmp_path / "two_tones.yaml"
+    path.write_text(TWO_TONES)
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=1), on_error=lambda m: None)
+    engine = player.engine
+    meters = LayerMeters(engine)
+    player.load(path, fade_s=1.0)
+    engine.render(RATE // 2)  # half way: the fade-in gain is sin(pi / 4)
+    assert engine.current is not None
+    raw = MeterTaps(engine.current).read()
+    heard = meters.read()
+    for layer in ("low", "high"):
+        assert heard[layer][1] == pytest.approx(raw[layer][1] - 3.0103, abs=1e-6)
+        assert heard[layer][0] == pytest.approx(raw[layer][0] - 3.0103, abs=1e-6)
+
+
+def test_a_graph_without_meters_ends_the_readings_with_its_fade(two_tones):
+    engine = two_tones.engine
+    engine.render(2 * RATE)
+    meters = LayerMeters(engine)
+    steady = meters.read()
+    g = Graph()
+    g.output(g.node("sine", name="tone", amplitude=0.1))
+    engine.load(g, fade_s=0.5)
+    engine.render(RATE // 4)
+    fading = meters.read()
+    assert fading["low"][1] == pytest.approx(steady["low"][1] - 3.0103, abs=0.05)
+    engine.render(RATE // 4 + 256)
+    assert not engine.switching
+    assert meters.read() == {}
