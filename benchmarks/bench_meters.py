@@ -1,8 +1,10 @@
-"""What the level meters cost: one meter node alone, and each shipped scene's
-CPU per audio second with its meters (one per layer copy, one on the master)
-against the same scene built without them.
+"""What the level meters cost: one meter node alone, its cost per sample at
+block sizes 32 to 2048, and each shipped scene's CPU per audio second with
+its meters (one per layer copy, one on the master) against the same scene
+built without them.
 
-    python benchmarks/bench_meters.py [--seconds 20] [--json benchmarks/out/meters.json]
+    python benchmarks/bench_meters.py [--seconds 20] [--no-scenes]
+        [--json benchmarks/out/meters.json]
 
 The two versions of a scene are loaded by the scene player into two engines
 (seed 1, 48 kHz, 128-frame blocks); each one's scene program and master
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import platform
 import sys
 from pathlib import Path
 
@@ -26,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_engine import time_program
-from benchmarks.report import write_json
+from benchmarks.bench_engine import _compiled_block_loop, time_program
+from benchmarks.report import machine, write_json
 
 RATE = 48000
 BLOCK = 128
@@ -60,6 +61,50 @@ def meter_node_cost(seconds: float) -> dict[str, dict]:
             (channels, BLOCK)
         )
         rows[label] = time_program(program, seconds, repeats=5)
+    return rows
+
+
+def meter_cost_by_block(
+    seconds: float, blocks: tuple[int, ...] = (32, 128, 512, 2048), turns: int = 5
+) -> dict[str, dict[str, float]]:
+    """The meter's own time per sample (ns) at each block size, mono and
+    stereo: a program of the input and a meter against the input alone, in
+    turns, the fastest turn of each. Its per-block work (clearing and
+    summing its lanes, two factors) shows at small blocks."""
+    import time
+
+    from engine.dsp.layout import INFO_IN_SLOT
+    from engine.graph import Graph, compile_graph
+
+    block_loop = _compiled_block_loop()
+    rng = np.random.default_rng(0)
+    rows: dict[str, dict[str, float]] = {}
+    for channels in (1, 2):
+        programs = {}
+        for node in (None, "meter"):
+            g = Graph()
+            src = g.input(channels, name="src")
+            g.output(src if node is None else g.node(node, src, name="node"))
+            program = compile_graph(g, sample_rate=RATE, max_block_size=max(blocks))
+            slot = int(program.info[INFO_IN_SLOT])
+            program.bufs[slot : slot + channels] = 0.25 * rng.standard_normal(
+                (channels, program.bufs.shape[1])
+            )
+            programs[node] = program
+        row = {}
+        for block in blocks:
+            n_blocks = max(1, round(seconds * RATE / block))
+            times = np.empty(n_blocks, dtype=np.int64)
+            best = dict.fromkeys(programs, float("inf"))
+            for _ in range(turns):
+                for node, program in programs.items():
+                    block_loop(program.arrays, float(RATE), block, times[:4])
+                    cpu0 = time.thread_time()
+                    block_loop(program.arrays, float(RATE), block, times)
+                    best[node] = min(best[node], time.thread_time() - cpu0)
+            frames = n_blocks * block * channels
+            row[str(block)] = round(1e9 * (best["meter"] - best[None]) / frames, 3)
+        rows["mono" if channels == 1 else "stereo"] = row
     return rows
 
 
@@ -135,19 +180,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--node-seconds", type=float, default=5.0)
     parser.add_argument("--scenes", nargs="*", default=None)
+    parser.add_argument("--no-scenes", action="store_true", help="node rows only")
     parser.add_argument("--json", default=str(ROOT / "benchmarks/out/meters.json"))
     args = parser.parse_args()
 
     import numba
 
+    from engine.rt.stats import host_steal_ms
     from engine.scenes.library import scene_files
 
+    steal_at_start_ms = host_steal_ms()
     results: dict = {
-        "machine": {
-            "python": platform.python_version(),
-            "numba": numba.__version__,
-            "numpy": np.__version__,
-        },
+        "machine": machine(numba=numba.__version__, numpy=np.__version__),
         "sample_rate": RATE,
         "block_size": BLOCK,
     }
@@ -161,6 +205,16 @@ def main() -> int:
             f"{label:<14} {r['cpu_ms_per_audio_s']:>10.4f} "
             f"{r['own_ms_per_audio_s']:>7.4f} {r['block_us_p99']:>8.2f}"
         )
+    by_block = meter_cost_by_block(min(args.node_seconds, 2.0))
+    results["meter_ns_per_sample_by_block"] = by_block
+    print(f"\n{'meter ns/sample':<16}" + "".join(f"{b:>8}" for b in by_block["mono"]))
+    for label, row in by_block.items():
+        print(f"{label:<16}" + "".join(f"{v:>8.3f}" for v in row.values()))
+    if args.no_scenes:
+        results["host_steal_ms"] = round(host_steal_ms() - steal_at_start_ms, 1)
+        print(f"host steal during the run: {results['host_steal_ms']} ms")
+        write_json(args.json, results)
+        return 0
 
     scenes = {}
     for name in args.scenes or scene_files():
@@ -187,6 +241,8 @@ def main() -> int:
             f"{r['cpu_ms_per_audio_s_without']:>8.2f} {r['cost_percent']:>+7.2f} "
             f"{r['estimated_cost_percent']:>+10.2f} {r['identical_output']!s:>10}"
         )
+    results["host_steal_ms"] = round(host_steal_ms() - steal_at_start_ms, 1)
+    print(f"host steal during the run: {results['host_steal_ms']} ms")
     write_json(args.json, results)
     return 0
 

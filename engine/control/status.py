@@ -14,7 +14,10 @@ and each layer's (``layer_meters``: {layer: [peak_dbfs, rms_dbfs]}) as the
 audio thread's meters measure them (``engine/control/level_meters.py``: the
 peak falls 20 dB/s, the RMS is a 300 ms exponential mean), and each layer's
 level (``layers``: 0..1, its state fade as the audio thread has it now: what
-the scene asks for, where the meters say what it sounds like). CPU is the
+the scene asks for, where the meters say what it sounds like). Across a
+scene change the layer meters read what the crossfade sounds like, carried
+on from the old scene's (``LayerMeters``), not the new program's meters
+starting from nothing. CPU is the
 callback's time against the block budget since the previous snapshot;
 underflows and callbacks come from the live player's statistics (absent
 offline). ``params`` are the parameters
@@ -35,7 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.control.level_meters import SILENCE_DB, MeterTaps, amplitude_db
+from engine.control.level_meters import (
+    SILENCE_DB,
+    LayerMeters,
+    MeterTaps,
+    amplitude_db,
+)
 from engine.control.param_watch import ParamWatch
 from engine.dsp.layout import INFO_OUT_SLOT, INFO_OUT_STRIDE, P_CURRENT
 
@@ -95,8 +103,9 @@ class StatusReport:
         # every load gives the player a new inputs object; or when its model
         # has loaded).
         self._watch: tuple[Any, bool, ParamWatch] | None = None
-        # Where the meters of the program playing and of the master live.
-        self._taps: MeterTaps | None = None
+        # The layers' meters as heard (carried over scene changes), and
+        # where the master's meter lives.
+        self._layer_meters = LayerMeters(self.engine)
         self._master_taps: MeterTaps | None = None
 
     def _layer_levels(self, layers: list[str]) -> dict[str, float]:
@@ -115,15 +124,12 @@ class StatusReport:
 
     def _meters(self) -> tuple[dict[str, list[float]], tuple[float, float]]:
         """Each layer's [peak_dbfs, rms_dbfs] and the master's, as measured."""
-        program = self.engine.current
-        layers: dict[str, list[float]] = {}
-        if program is not None:
-            if self._taps is None or self._taps.program is not program:
-                self._taps = MeterTaps(program)
-            layers = {
-                name: [round(peak, 2), round(rms, 2)]
-                for name, (peak, rms) in self._taps.read().items()
-            }
+        with self._lock:  # the carry-over follows one program at a time
+            readings = self._layer_meters.read()
+        layers = {
+            name: [round(peak, 2), round(rms, 2)]
+            for name, (peak, rms) in readings.items()
+        }
         master = self.engine.master
         if self._master_taps is None or self._master_taps.program is not master:
             self._master_taps = MeterTaps(master)

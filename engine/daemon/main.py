@@ -37,9 +37,10 @@ drops fastest at the end), then the last ``TAIL_S`` goes to exact zero from
 60 dB down, where no step can be heard.
 
 Sleep: once the sleep timer has faded the output to silence (the master level
-at exactly 0 and the output silent for ``IDLE_AFTER_S``), the output stream is
-closed: nothing renders, the process sleeps. An OSC message that changes
-something (not ``/status``) opens it again.
+at exactly 0 and the master meter's peak at the floor for ``IDLE_AFTER_S``:
+``output_silent_for_good``), the output stream is closed: nothing renders,
+the process sleeps. An OSC message that changes something (not ``/status``)
+opens it again.
 
 Threads: :func:`run_daemon` runs on the main thread (signals arrive there);
 the supervisor, the OSC surface and the event pump have their own.
@@ -113,6 +114,39 @@ def resolve_scene(reference: str, scene_dirs: tuple[Path, ...]) -> Path:
             f"{', '.join(str(d) for d in scene_dirs) or 'none'})"
         )
     return path
+
+
+def output_silent_for_good(engine: Any, block_size: int) -> bool:
+    """True when the output has gone silent for good: the master level at
+    exactly 0 (where a sleep timer's or a stop's fade ends; a scene that is
+    merely quiet between two sounds is not asleep) and the output at the
+    silence floor (``SILENCE_DB``, -120 dBFS).
+
+    The master meter tells where the master bus has one: its peak holds every
+    sample and falls 20 dB/s, so a reading at the floor means no sample above
+    -120 + 20 t dBFS in the last t seconds, whichever blocks the checks fell
+    on. Without a meter, only the last block rendered is known (a sound
+    between two checks would pass unseen).
+
+    Args:
+        engine: the daemon's engine.
+        block_size: frames per callback (the last block, without a meter).
+
+    Threads: any control thread.
+    """
+    from engine.control.level_meters import SILENCE_DB, MeterTaps
+    from engine.control.status import master_levels_dbfs
+    from engine.dsp.layout import P_CURRENT
+
+    master = engine.master
+    level = master.params[P_CURRENT, master.param("volume", "level").column]
+    if float(level) != 0.0:
+        return False
+    reading = MeterTaps(master).read().get("master")
+    if reading is None:  # a master bus built without its meter
+        reading = master_levels_dbfs(engine, block_size)
+    peak_db, _ = reading
+    return peak_db <= SILENCE_DB
 
 
 def is_sleep_scene(scene: Mapping[str, Any]) -> bool:
@@ -440,12 +474,7 @@ class Daemon:
         return counts["applied"] - counts["status_replies"] + counts["scene_loads"]
 
     def _silent_for_good(self) -> bool:
-        from engine.control.status import SILENCE_DB, master_levels_dbfs
-
-        if self._master_value("level") != 0.0:
-            return False
-        peak_db, _ = master_levels_dbfs(self.engine, self.config.block_size)
-        return peak_db <= SILENCE_DB
+        return output_silent_for_good(self.engine, self.config.block_size)
 
     def _idle_or_wake(self, now: float) -> None:
         if self.supervisor.paused:

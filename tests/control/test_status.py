@@ -83,3 +83,19 @@ def test_parameters_bound_by_a_model_that_loads_later_appear_once_it_has(tmp_pat
     assert "dread.level" in snapshot["params"]
     assert snapshot["params"]["dread.level"]["target"] is not None
     assert set(snapshot["model"]) == {"tension", "density", "brightness"}
+
+
+def test_layer_meters_read_steady_through_a_reload_of_the_scene(player):
+    """A saved edit reloads the scene (a 1 s crossfade to a new program whose
+    meters start from nothing): the status carries each layer on."""
+    engine = player.engine
+    engine.render(2 * RATE)
+    report = StatusReport(player)
+    before = report.snapshot()["layer_meters"]["calm"]
+    assert before[1] > -30.0  # calm sounds in the first state
+    player.reload()
+    for _ in range(30):  # 1.5 s in 50 ms steps: the fade and after
+        engine.render(RATE // 20)
+        peak, rms = report.snapshot()["layer_meters"]["calm"]
+        assert rms == pytest.approx(before[1], abs=0.1)
+        assert peak == pytest.approx(before[0], abs=0.1)

@@ -271,7 +271,8 @@ def test_sleep_timer_ends_in_silence_then_the_daemon_idles_until_osc(shared) -> 
     with daemon.client() as client:
         client.send("/sleep", [1.0, 0.5], "ff")
     status = daemon.wait_until(lambda s: s["output"]["state"] == "paused", 20.0)
-    assert status["master_peak_dbfs"] == -120.0  # what the last block played: silence
+    # Paused once the master meter (which the status reads) fell to the floor.
+    assert status["master_peak_dbfs"] == -120.0
     idle_cpu_s = cpu_seconds(daemon.pid)
     idle_wall_s = time.monotonic()
     time.sleep(2.0)

@@ -1,6 +1,8 @@
 """The meter node by measurement: a sine's peak and RMS against theory, the
-peak's and RMS's fall in dB/s in silence, a burst shorter than a block, NaN
-and inf kept out of the state, and the audio passed through bit for bit."""
+peak's and RMS's fall in dB/s in silence, the RMS time constant, a burst
+shorter than a block, the same readings at the same frame whatever the
+blocks (and those of a meter that steps sample by sample), NaN and inf kept
+out of the state, and the audio passed through bit for bit."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.dsp.interpreter import render_program
-from engine.dsp.kernels_meter import M_MEAN_SQUARE, M_PEAK
+from engine.dsp.kernels_meter import M_FRAMES, M_MEAN_SQUARE, M_PEAK
 from engine.dsp.layout import I_N_STATE, I_STATE, INFO_IN_SLOT, INFO_OUT_SLOT
 from engine.graph.compile import compile_graph
 from engine.graph.graph import Graph, GraphError
@@ -31,9 +33,10 @@ def _state(prog) -> np.ndarray:
     return prog.state[row[I_STATE] : row[I_STATE] + row[I_N_STATE]]
 
 
-def _run(prog, x: np.ndarray, block: int = 128):
-    """Feed channels-first ``x``; returns the output and, per block, the
-    (peak, rms) readings in dB at the block's end with the frame it ends on."""
+def _run(prog, x: np.ndarray, block: int | list[int] = 128):
+    """Feed channels-first ``x`` in blocks of ``block`` frames (or of each
+    size of a list in turn); returns the output and, per block, the (peak,
+    rms) readings in dB at the block's end with the frame it ends on."""
     x = np.atleast_2d(x)
     n = x.shape[1]
     out = np.zeros_like(x)
@@ -42,8 +45,9 @@ def _run(prog, x: np.ndarray, block: int = 128):
     readings = []
     pos = 0
     state = _state(prog)
+    sizes = [block] if isinstance(block, int) else block
     while pos < n:
-        m = min(block, n - pos)
+        m = min(sizes[len(readings) % len(sizes)], n - pos)
         prog.bufs[in_slot : in_slot + x.shape[0], :m] = x[:, pos : pos + m]
         render_program(prog.arrays, float(prog.sample_rate), m)
         out[:, pos : pos + m] = prog.bufs[out_slot : out_slot + x.shape[0], :m]
@@ -124,7 +128,7 @@ def test_silence_lands_on_exact_zero_so_no_subnormal_stays() -> None:
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 @pytest.mark.parametrize("block", [64, 512])
-def test_a_burst_shorter_than_a_block_is_caught_in_full(
+def test_a_burst_shorter_than_a_block_is_caught_and_falls_from_its_own_frame(
     block: int, sign: float
 ) -> None:
     fs = 48000
@@ -134,14 +138,36 @@ def test_a_burst_shorter_than_a_block_is_caught_in_full(
     x[at + 1] = -0.3 * sign
     _, readings = _run(_program(fs), x, block)
     held = readings[readings[:, 0] > at]
-    assert held[0, 1] == pytest.approx(_db(0.8), abs=1e-9)
-    # Then it falls at 20 dB/s from the end of the block that caught it.
-    later = held[held[:, 0] >= at + fs // 4][0]
-    fallen_db = 20.0 * (later[0] - held[0, 0]) / fs
-    assert 4.0 < fallen_db < 6.0
-    assert later[1] == pytest.approx(_db(0.8) - fallen_db, abs=1e-6)
+    # Already fallen for the frames between the burst and the block's end
+    # (the reading is the meter's after frame pos - 1).
+    assert held[0, 1] == pytest.approx(_db(0.8) - 20.0 * (held[0, 0] - 1 - at) / fs)
+    # Then 20 dB/s, counted from the burst's frame at every block's end.
+    fallen_db = 20.0 * (held[:, 0] - 1 - at) / fs
+    np.testing.assert_allclose(held[:, 1], _db(0.8) - fallen_db, atol=1e-9)
     before = readings[readings[:, 0] <= at]
     assert np.all(np.isneginf(before[:, 1]))
+
+
+@pytest.mark.parametrize("fs", SAMPLE_RATES)
+@pytest.mark.parametrize("window_ms", [50.0, 300.0])
+@pytest.mark.parametrize("block", [32, 2048])
+def test_the_rms_rises_to_1_minus_1_over_e_in_one_time_constant(
+    fs: int, window_ms: float, block: int
+) -> None:
+    """A step from silence to a steady level: the mean square follows
+    1 - exp(-t / tau), so it passes 63.2 % of the level's at t = tau."""
+    level = 0.5
+    n = round(3 * window_ms * 1e-3 * fs)
+    _, readings = _run(_program(fs, window_ms=window_ms), np.full(n, level), block)
+    t_s = readings[:, 0] / fs
+    mean_square = 10.0 ** (readings[:, 2] / 10.0)
+    expected = level**2 * (1.0 - np.exp(-t_s / (window_ms * 1e-3)))
+    np.testing.assert_allclose(mean_square, expected, rtol=1e-9)
+    # The time constant from the readings alone: ln(1 - ms / level**2) is a
+    # straight line of slope -1 / tau (whatever frames the blocks end on).
+    remaining = 1.0 - mean_square / level**2
+    slope = np.polyfit(t_s[remaining > 1e-6], np.log(remaining[remaining > 1e-6]), 1)[0]
+    assert -1.0 / slope == pytest.approx(window_ms * 1e-3, rel=1e-6)
 
 
 def test_nan_and_inf_do_not_stick_in_the_state_and_pass_through_untouched() -> None:
@@ -169,13 +195,73 @@ def test_the_audio_passes_bit_for_bit_whatever_the_block(block: int) -> None:
     np.testing.assert_array_equal(out, x)
 
 
+def _per_sample_meter(
+    x: np.ndarray, fs: int, fall_db_per_s: float = 20.0, window_ms: float = 300.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ballistics stepped one frame at a time (the meter's definition):
+    the linear peak and mean square after each frame."""
+    fall = 10.0 ** (-fall_db_per_s / fs / 20.0)
+    keep = math.exp(-1.0 / (window_ms * 1e-3 * fs))
+    levels = np.abs(np.atleast_2d(x)).max(axis=0)
+    squares = np.mean(np.atleast_2d(x) ** 2, axis=0)
+    peaks = np.empty_like(levels)
+    mean_squares = np.empty_like(levels)
+    peak = mean_square = 0.0
+    for frame, (level, square) in enumerate(zip(levels, squares, strict=True)):
+        peak = max(peak * fall, level)
+        mean_square = keep * mean_square + (1.0 - keep) * square
+        peaks[frame] = peak
+        mean_squares[frame] = mean_square
+    return peaks, mean_squares
+
+
+def _bursty(fs: int, seconds: float) -> np.ndarray:
+    """Stereo noise in bursts with clicks: peaks and levels that move inside
+    any block."""
+    rng = np.random.default_rng(11)
+    n = round(fs * seconds)
+    envelope = (np.sin(2 * np.pi * 3.0 * np.arange(n) / fs) > 0.3) * 0.4 + 0.05
+    x = rng.standard_normal((2, n)) * envelope * 0.3
+    x[0, n // 3] = 0.95
+    x[1, n // 2 + 7] = -0.9
+    return x
+
+
+BLOCKS = [32, 63, 64, 128, 333, 1024, 2048, [32, 2048, 100, 1, 777]]
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=str)
+def test_the_readings_at_a_frame_are_the_same_whatever_the_blocks(block) -> None:
+    """At every block's end, the peak and the RMS are those of a meter that
+    steps sample by sample, to 1e-9 dB (a fall applied at block ends read
+    up to 0.85 dB high at 2048 frames): so runs in any blocks agree at any
+    frame where their blocks both end."""
+    fs = 48000
+    x = _bursty(fs, 1.0)
+    _, readings = _run(_program(fs, channels=2), x, block)
+    peaks, mean_squares = _per_sample_meter(x, fs)
+    frames = readings[:, 0].astype(int) - 1
+    np.testing.assert_allclose(
+        readings[:, 1], 20.0 * np.log10(peaks[frames]), rtol=0, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        readings[:, 2], 10.0 * np.log10(mean_squares[frames]), rtol=0, atol=1e-9
+    )
+
+
 @pytest.mark.parametrize("block", [1, 63, 512, 2048])
 def test_a_steady_signal_reads_the_same_whatever_the_block(block: int) -> None:
     fs = 48000
     _, readings = _run(_program(fs, window_ms=100.0), _sine(fs, 1.0, 0.5), block)
     assert readings[-1, 2] == pytest.approx(_db(0.5) + SINE_RMS_DB, abs=0.01)
-    # The peak is at most one block's fall under the sine's (0.85 dB at 2048).
-    assert _db(0.5) - 0.9 <= readings[-1, 1] <= _db(0.5) + 1e-9
+    # The sine's last crest was at most half a period (0.5 ms) ago.
+    assert _db(0.5) - 0.011 <= readings[-1, 1] <= _db(0.5) + 1e-9
+
+
+def test_the_meter_counts_the_frames_it_measured() -> None:
+    prog = _program(48000)
+    _run(prog, np.zeros(10_000), [128, 2048, 1])
+    assert _state(prog)[M_FRAMES] == 10_000
 
 
 @pytest.mark.parametrize(
