@@ -262,6 +262,30 @@ def _send_within(sock: socket.socket, data: bytes, timeout_s: float) -> None:
             select.select([], [sock], [], remaining_s)
 
 
+def _below_realtime_threads(priority: int) -> int:
+    """``priority``, lowered to one below the lowest real-time priority of
+    this process's other threads (the audio callback's: JACK's and
+    PipeWire's clients run theirs at SCHED_FIFO), and at least 1."""
+    lowest = None
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return max(1, priority)
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the name: state is field 3, rt_priority 40, policy 41.
+        rt_priority, policy = int(fields[37]), int(fields[38])
+        if policy in (os.SCHED_FIFO, os.SCHED_RR) and rt_priority > 0:
+            lowest = rt_priority if lowest is None else min(lowest, rt_priority)
+    if lowest is not None:
+        priority = min(priority, lowest - 1)
+    return max(1, priority)
+
+
 def _resolve(host: str, port: int) -> tuple[int, tuple]:
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     return family, address
@@ -295,6 +319,12 @@ class OscServer:
         fast_path: serve plain input sets on the UDP thread without the GIL
             (see the module docstring); None: on unless the environment's
             ``SOUNDSCAPE_OSC_FAST_PATH`` is 0. IPv4 UDP only.
+        udp_fifo_priority: run the UDP receive thread at SCHED_FIFO with this
+            priority, kept below every real-time thread the process already
+            has (the audio callback's); without CAP_SYS_NICE (or
+            RLIMIT_RTPRIO) it silently keeps ``thread_nice``. Its work per
+            datagram is bounded (``max_dispatches``, the rate limit), so it
+            cannot hold a core. None: ``thread_nice`` only.
     """
 
     def __init__(
@@ -317,6 +347,7 @@ class OscServer:
         on_handler_error: Callable[[OscMessage, OscSender, BaseException], None]
         | None = None,
         fast_path: bool | None = None,
+        udp_fifo_priority: int | None = None,
     ) -> None:
         if not (udp or tcp):
             raise ValueError("OscServer: serve udp, tcp or both")
@@ -359,6 +390,9 @@ class OscServer:
         self.max_tcp_connections = max_tcp_connections
         self.thread_nice = thread_nice
         self.priority_refused = False
+        self.udp_fifo_priority = udp_fifo_priority
+        # What the UDP thread got: "SCHED_FIFO 5", "nice -11" or "unchanged".
+        self.udp_scheduling = "unchanged"
         self.on_handler_error = on_handler_error
         if fast_path is None:
             fast_path = os.environ.get(FAST_PATH_ENV, "1").strip().lower() not in (
@@ -763,12 +797,28 @@ class OscServer:
 
     # --- receiving ------------------------------------------------------------
 
-    def _raise_priority(self) -> None:
-        """Give this receive thread ``thread_nice`` (Linux: per thread)."""
+    def _raise_priority(self, loop: Callable) -> None:
+        """Give this receive thread ``thread_nice`` (Linux: per thread), or
+        the UDP one SCHED_FIFO where allowed."""
+        udp = getattr(loop, "__name__", "") == "_udp_loop"
+        if udp and self.udp_fifo_priority is not None:
+            priority = _below_realtime_threads(self.udp_fifo_priority)
+            try:
+                os.sched_setscheduler(
+                    threading.get_native_id(),
+                    os.SCHED_FIFO,
+                    os.sched_param(priority),
+                )
+                self.udp_scheduling = f"SCHED_FIFO {priority}"
+                return
+            except (OSError, AttributeError) as error:  # no CAP_SYS_NICE
+                log.debug("OSC UDP thread: SCHED_FIFO %d refused: %s", priority, error)
         if self.thread_nice is None:
             return
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.thread_nice)
+            if udp:
+                self.udp_scheduling = f"nice {self.thread_nice}"
         except (OSError, AttributeError) as error:  # no CAP_SYS_NICE, not Linux
             self.priority_refused = True
             log.info(
@@ -780,7 +830,7 @@ class OscServer:
     def _guarded(
         self, loop: Callable, counts: dict[str, int], wakeup: socket.socket
     ) -> None:
-        self._raise_priority()
+        self._raise_priority(loop)
         # The outermost catch-all: a bug in a loop must not end the thread.
         while not self._stopping.is_set():
             try:
