@@ -470,6 +470,9 @@ class FastPath:
         (benchmarks: the latency from a sender's clock). Returns the array."""
         self.trace = np.zeros((n_datagrams, 2), dtype=np.float64)
         self.counters[F_TRACED] = 0
+        # The loop holds the array it was entered with: the next datagram
+        # goes to Python, and the loop comes back with this one.
+        self.invalidate()
         return self.trace
 
     def counts(self) -> dict[str, int]:

@@ -332,3 +332,18 @@ def test_token_buckets_refill_and_evict_the_least_recently_seen():
     assert fast.buckets.take(("127.0.0.1", 9001), 1.0, now_s)
     key = (struct.unpack("!I", socket.inet_aton("127.0.0.1"))[0] << 16) | 9000
     assert key in keys
+
+
+def test_the_trace_records_when_each_fast_set_was_written(fast, client):
+    p = "/soundscape/input/danger"
+    send(client, fast, encode_message(p, [0.5], "f"))  # the loop is running
+    assert fast.server.fast is not None
+    before_ns = time.monotonic_ns()
+    trace = fast.server.fast.start_trace(2)
+    for value in (0.125, 0.25, 0.375, 0.625):
+        send(client, fast, encode_message(p, [value], "f"))
+    # The first after start_trace went to Python (the loop took the new
+    # array on its way back); two rows, then the trace is full.
+    assert trace[:, 1].tolist() == [0.25, 0.375]
+    assert before_ns < trace[0, 0] <= trace[1, 0] <= time.monotonic_ns()
+    assert fast.fast_applied() == 4
