@@ -798,9 +798,24 @@ class OscServer:
     # --- receiving ------------------------------------------------------------
 
     def _raise_priority(self, loop: Callable) -> None:
-        """Give this receive thread ``thread_nice`` (Linux: per thread), or
-        the UDP one SCHED_FIFO where allowed."""
+        """Give this receive thread ``thread_nice`` (Linux: per thread), and
+        the UDP one SCHED_FIFO on top where allowed (the nice value then
+        waits, for a later drop back to the normal policy)."""
         udp = getattr(loop, "__name__", "") == "_udp_loop"
+        if self.thread_nice is not None:
+            try:
+                os.setpriority(
+                    os.PRIO_PROCESS, threading.get_native_id(), self.thread_nice
+                )
+                if udp:
+                    self.udp_scheduling = f"nice {self.thread_nice}"
+            except (OSError, AttributeError) as error:  # no CAP_SYS_NICE
+                self.priority_refused = True
+                log.info(
+                    "OSC receive thread keeps its priority (nice %d refused: %s)",
+                    self.thread_nice,
+                    error,
+                )
         if udp and self.udp_fifo_priority is not None:
             priority = _below_realtime_threads(self.udp_fifo_priority)
             try:
@@ -810,22 +825,8 @@ class OscServer:
                     os.sched_param(priority),
                 )
                 self.udp_scheduling = f"SCHED_FIFO {priority}"
-                return
             except (OSError, AttributeError) as error:  # no CAP_SYS_NICE
                 log.debug("OSC UDP thread: SCHED_FIFO %d refused: %s", priority, error)
-        if self.thread_nice is None:
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.thread_nice)
-            if udp:
-                self.udp_scheduling = f"nice {self.thread_nice}"
-        except (OSError, AttributeError) as error:  # no CAP_SYS_NICE, not Linux
-            self.priority_refused = True
-            log.info(
-                "OSC receive thread keeps its priority (nice %d refused: %s)",
-                self.thread_nice,
-                error,
-            )
 
     def _guarded(
         self, loop: Callable, counts: dict[str, int], wakeup: socket.socket
