@@ -1,4 +1,4 @@
-"""The OSC receive path without the GIL: plain input sets, datagram to targets.
+"""The OSC receive path without the GIL: plain input and layer-parameter sets.
 
 Beside a busy Python thread, a datagram handled in Python waits for the GIL
 (one switch interval, and longer while the busy thread waits for a CPU with
@@ -8,9 +8,17 @@ compiled loop, ``@njit(nogil=True)``, that calls libc's ``recvfrom`` itself
 and handles the commonest message whole, never holding the GIL:
 
     /soundscape/input/<name> <one f, i, d, h, T or F argument>
+    /soundscape/layer/<layer>/<node>/<param> <one number>  (no ramp)
 
-from an IPv4 loopback source, in the input's range, to an input that no state
-trims (no ``hold_db`` events: those go through the event ring). The loop
+from an IPv4 loopback source, in the input's or parameter's range, to an
+input that no state trims (no ``hold_db`` events: those go through the event
+ring). A layer parameter's set is an ``EV_SET`` in the event ring on the
+Python path, applied at the next block after any event already in the ring;
+the loop writes the target directly, so it takes one only while the ring is
+empty (RESULTS.md's "ring-order catch": a plain set must not overtake a ramp
+sent just before it), and only where events are handed to the ring as they
+are scheduled (live playback, ``Engine.deliver_ahead``): events timed later
+apply after the set on either path. The loop
 matches the exact address bytes and type tags against a :class:`FastTable`,
 takes a token from the source's bucket (the same table the Python path uses:
 one rate limit per source whichever path serves it), writes the input's value
@@ -66,6 +74,15 @@ F_SLOW_WORKING = 6
 F_TRACED = 7
 N_COUNTERS = 8
 SLOW_HANDLING_NS = 5_000_000  # as osc_server.SLOW_HANDLING_NS
+
+# Entry kinds: what a matched address sets.
+KIND_INPUT = 0  # a scene input: its value, then its followers
+KIND_PARAM = 1  # a layer parameter: its copies' columns, if the ring is empty
+# Follower curves: how the value becomes the target.
+CURVE_LINEAR = 0  # np.interp over the mapping's points
+CURVE_EXP = 1  # exp of np.interp over log values
+CURVE_SAME = 2  # the value itself (a layer parameter)
+_RING_WRITE, _RING_READ = 0, 1  # engine.rt.ring positions
 
 # Token buckets: open addressing on (IPv4 << 16 | port); a new source that
 # finds no free slot within _PROBES evicts the least recently seen of them.
@@ -196,6 +213,7 @@ def receive_loop(
     burst,
     addresses,
     address_bytes,
+    kind,
     low,
     high,
     slot,
@@ -206,12 +224,13 @@ def receive_loop(
     voices,
     param_low,
     param_high,
-    exp_curve,
+    curve,
     point_start,
     point_end,
     xs,
     ys,
     targets,
+    ring_positions,
     trace,
 ):
     """Receive and handle datagrams until one is not a plain input set this
@@ -245,6 +264,11 @@ def receive_loop(
         # clamps or refuses, and answers.
         if not (value >= low[entry] and value <= high[entry]):
             return n_bytes
+        if (
+            kind[entry] == KIND_PARAM
+            and ring_positions[_RING_WRITE] != ring_positions[_RING_READ]
+        ):
+            return n_bytes  # events wait in the ring: the set goes after them
         counters[F_RECEIVED] += 1
         key = (
             (np.int64(peer[4]) << 40)
@@ -255,12 +279,16 @@ def receive_loop(
             | np.int64(peer[3])
         )
         if take_tokens(keys, tokens, last_ns, key, 1.0, started_ns, rate_hz, burst):
-            values[slot[entry]] = value
+            if kind[entry] == KIND_INPUT:
+                values[slot[entry]] = value
             for follower in range(follow_start[entry], follow_end[entry]):
                 a, b = point_start[follower], point_end[follower]
-                target = np.interp(value, xs[a:b], ys[a:b])
-                if exp_curve[follower]:
-                    target = np.exp(target)
+                if curve[follower] == CURVE_SAME:
+                    target = value
+                else:
+                    target = np.interp(value, xs[a:b], ys[a:b])
+                    if curve[follower] == CURVE_EXP:
+                        target = np.exp(target)
                 target = min(max(target, param_low[follower]), param_high[follower])
                 column = columns[follower]
                 for voice in range(voices[follower]):
@@ -291,7 +319,8 @@ class FastTable:
 
     addresses: np.ndarray  # uint8 [entry, byte]: the padded address
     address_bytes: np.ndarray  # int64 [entry]: where its type tags start
-    low: np.ndarray  # float64 [entry]: the input's range
+    kind: np.ndarray  # int64 [entry]: KIND_INPUT or KIND_PARAM
+    low: np.ndarray  # float64 [entry]: the input's or parameter's range
     high: np.ndarray
     slot: np.ndarray  # int64 [entry]: in values
     follow_start: np.ndarray  # int64 [entry]: its followers
@@ -301,14 +330,15 @@ class FastTable:
     voices: np.ndarray  # int64 [follower]
     param_low: np.ndarray  # float64 [follower]: the parameter's range
     param_high: np.ndarray
-    exp_curve: np.ndarray  # bool [follower]
+    curve: np.ndarray  # int64 [follower]: CURVE_*
     point_start: np.ndarray  # int64 [follower]: its points in xs, ys
     point_end: np.ndarray
     xs: np.ndarray  # float64: mapping points (ys: log values for exp)
     ys: np.ndarray
     targets: np.ndarray  # the program's P_TARGET row
+    ring_positions: np.ndarray  # engine.ring.positions
     request: int  # engine.ctl[C_REQUEST] when built: a load makes it stale
-    names: tuple[str, ...]  # input of each entry
+    names: tuple[str, ...]  # input or layer.node.param of each entry
 
     @classmethod
     def build(
@@ -317,14 +347,19 @@ class FastTable:
         inputs: Any,
         program: Any,
         request: int,
+        ring_positions: np.ndarray,
+        params: dict[str, tuple[str, list[str]]] | None = None,
     ) -> FastTable:
         """A table for ``routes`` (address -> input name) of ``inputs`` (a
-        SceneInputs) following into ``program`` (the engine's current one).
+        SceneInputs) following into ``program`` (the engine's current one),
+        and ``params`` (address -> (parameter, the nodes it sets: one per
+        layer copy)), whose range is the first node's.
 
-        Raises ValueError for an address OSC cannot carry in 4-byte padding.
+        Raises KeyError for a node or parameter ``program`` does not have.
         """
+        params = params or {}
         padded = []
-        for address in routes:
+        for address in [*routes, *params]:
             raw = address.encode("utf-8")
             padded.append(raw + b"\0" * (4 - len(raw) % 4))
         width = max((len(p) for p in padded), default=4)
@@ -347,11 +382,13 @@ class FastTable:
         floats: dict[str, list[float]] = {
             k: [] for k in ["low", "high", "param_low", "param_high", "xs", "ys"]
         }
-        exp_curve: list[bool] = []
-        names = tuple(routes.values())
-        for raw, name in zip(padded, names, strict=True):
+        ints["kind"] = []
+        curves: list[int] = []
+        names = (*routes.values(), *(f"{nodes[0]}.{p}" for p, nodes in params.values()))
+        for raw, name in zip(padded, routes.values(), strict=False):
             spec = inputs.specs[name]
             lo, hi = float(spec["minimum"]), float(spec["maximum"])
+            ints["kind"].append(KIND_INPUT)
             ints["address_bytes"].append(len(raw))
             ints["slot"].append(inputs.values.index[name])
             floats["low"].append(lo)
@@ -370,17 +407,38 @@ class FastTable:
                     xs = [float(p[0]) for p in mapping["points"]]
                     ys = [float(p[1]) for p in mapping["points"]]
                 exp = mapping["curve"] == "exp"
-                exp_curve.append(exp)
+                curves.append(CURVE_EXP if exp else CURVE_LINEAR)
                 ints["point_start"].append(len(floats["xs"]))
                 floats["xs"] += xs
                 floats["ys"] += list(np.log(ys)) if exp else ys
+                ints["point_end"].append(len(floats["xs"]))
+            ints["follow_end"].append(len(ints["columns"]))
+        for raw, (param, nodes) in zip(
+            padded[len(routes) :], params.values(), strict=True
+        ):
+            first = program.param(nodes[0], param)
+            ints["kind"].append(KIND_PARAM)
+            ints["address_bytes"].append(len(raw))
+            ints["slot"].append(-1)
+            floats["low"].append(float(first.minimum))
+            floats["high"].append(float(first.maximum))
+            ints["follow_start"].append(len(ints["columns"]))
+            for node in nodes:
+                ref = program.param(node, param)
+                ints["columns"].append(ref.column)
+                ints["voices"].append(ref.voices)
+                floats["param_low"].append(float(ref.minimum))
+                floats["param_high"].append(float(ref.maximum))
+                curves.append(CURVE_SAME)
+                ints["point_start"].append(len(floats["xs"]))
                 ints["point_end"].append(len(floats["xs"]))
             ints["follow_end"].append(len(ints["columns"]))
         return cls(
             addresses=addresses,
             values=inputs.values.array,
             targets=program.params[P_TARGET],
-            exp_curve=np.array(exp_curve, dtype=np.bool_),
+            curve=np.array(curves, dtype=np.int64),
+            ring_positions=ring_positions,
             request=request,
             names=names,
             **{k: np.array(v, dtype=np.int64) for k, v in ints.items()},
@@ -519,6 +577,7 @@ class FastPath:
         table = FastTable(
             addresses=np.zeros((0, 4), dtype=np.uint8),
             address_bytes=empty_i,
+            kind=empty_i,
             low=empty_f,
             high=empty_f,
             slot=empty_i,
@@ -529,12 +588,13 @@ class FastPath:
             voices=empty_i,
             param_low=empty_f,
             param_high=empty_f,
-            exp_curve=np.zeros(0, dtype=np.bool_),
+            curve=empty_i,
             point_start=empty_i,
             point_end=empty_i,
             xs=empty_f,
             ys=empty_f,
             targets=np.zeros(1, dtype=np.float64),
+            ring_positions=np.zeros(4, dtype=np.int64),
             request=0,
             names=(),
         )
@@ -592,6 +652,7 @@ class FastPath:
             self.burst,
             t.addresses,
             t.address_bytes,
+            t.kind,
             t.low,
             t.high,
             t.slot,
@@ -602,12 +663,13 @@ class FastPath:
             t.voices,
             t.param_low,
             t.param_high,
-            t.exp_curve,
+            t.curve,
             t.point_start,
             t.point_end,
             t.xs,
             t.ys,
             t.targets,
+            t.ring_positions,
             self.trace,
         )
         if n_bytes < 0:

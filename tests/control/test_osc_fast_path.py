@@ -50,6 +50,7 @@ class Served:
         fast: bool | None,
         scene: Path = FAST_INPUTS,
         hold: bool = False,
+        live: bool = False,
         **server_options: float,
     ) -> None:
         self.player = ScenePlayer(
@@ -58,8 +59,15 @@ class Served:
         self.player.load(scene)
         self.engine = self.player.engine
         self.engine.render(RATE // 2)  # the first fade-in is over
+        if live:
+            # As a live player runs it: events due within 200 ms go to the
+            # ring as they are scheduled (no audio thread here: the tests
+            # render blocks, which drain the ring).
+            self.engine.deliver_ahead(RATE // 5)
         self.server = OscServer(HOST, 0, tcp=False, fast_path=fast, **server_options)
-        self.api = OscApi(self.server, self.player, scene_folders=[DATA])
+        self.api = OscApi(
+            self.server, self.player, scene_folders=[DATA], pump_events=live
+        )
         self.server.start()
         self.api.install()
 
@@ -347,3 +355,59 @@ def test_the_trace_records_when_each_fast_set_was_written(fast, client):
     assert trace[:, 1].tolist() == [0.25, 0.375]
     assert before_ns < trace[0, 0] <= trace[1, 0] <= time.monotonic_ns()
     assert fast.fast_applied() == 4
+
+
+def test_layer_parameter_sets_write_what_the_event_ring_would(client):
+    # Plain sets, a ramp then a plain set of the same parameter before the
+    # next block (the set must not overtake the ramp: it waits in the ring,
+    # so the fast path leaves it to Python), gains, a layer built twice.
+    fast, slow = Served(fast=True, live=True), Served(fast=False, live=True)
+    try:
+        p = "/soundscape/layer"
+        rng = np.random.default_rng(11)
+        steps: list[list[bytes]] = []
+        for k in range(60):
+            hz = float(rng.uniform(100.0, 2000.0))
+            if k % 4 == 0:
+                steps.append(
+                    [
+                        encode_message(f"{p}/tone/osc/frequency_hz", [hz, 0.05]),
+                        encode_message(f"{p}/tone/osc/frequency_hz", [hz / 2], "f"),
+                    ]
+                )
+            elif k % 4 == 1:
+                steps.append([encode_message(f"{p}/hit/body/frequency_hz", [hz], "d")])
+            elif k % 4 == 2:
+                gain_db = float(rng.uniform(-30.0, 0.0))
+                steps.append([encode_message(f"{p}/tone/gain_db", [gain_db], "f")])
+            else:
+                steps.append([encode_message(f"{p}/tone/osc/frequency_hz", [hz], "f")])
+        for k, packets in enumerate(steps):
+            for packet in packets:
+                send(client, fast, packet)
+                send(client, slow, packet)
+            for served in (fast, slow):
+                served.engine.render(128)
+            fast_params = fast.engine.current.params
+            slow_params = slow.engine.current.params
+            assert fast_params.tobytes() == slow_params.tobytes(), (
+                f"step {k}: {[parse(p)[0] for p in packets]}: params differ at "
+                f"{np.argwhere(fast_params != slow_params).tolist()}"
+            )
+        # The plain sets with nothing in the ring went the fast way; each one
+        # right after a ramp went to Python.
+        plain = sum(len(packets) for packets in steps) - 2 * 15
+        assert fast.fast_applied() == plain
+        assert fast.api.counters()["applied"] == slow.api.counters()["applied"]
+    finally:
+        fast.close()
+        slow.close()
+
+
+def test_layer_parameters_stay_on_python_where_events_wait_to_be_pumped(fast, client):
+    # Offline (no live pump), a set waits in the schedule behind what is
+    # there: only the ring's order would be kept, so Python keeps them all.
+    p = "/soundscape/layer/tone/osc/frequency_hz"
+    send(client, fast, encode_message(p, [300.0], "f"))
+    assert fast.fast_applied() == 0
+    assert fast.api.counters()["applied"] == 1
