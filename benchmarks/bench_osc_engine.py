@@ -22,12 +22,13 @@ CLOCK_MONOTONIC, which processes share on Linux.
   the surface sets).
   The time is taken on the receive thread right after the write: a poller
   thread would itself wait for the GIL beside the busy thread.
-  Input sets also run with the GIL-free fast path on and off, interleaved
-  ("input fast" / "input python": engine/control/osc_fast_path.py): the scene
-  played without loudness holding, since a held input's hold_db event keeps
-  it on the Python path. Those messages carry one float64 value that names
-  their sequence; the sender keeps the send times, and the engine side the
-  write times (the fast path's trace, or the wrapped Python handler).
+  Input and layer-parameter sets also run with the GIL-free fast path on
+  and off, interleaved ("input fast" / "input python", "param fast" / "param
+  python": engine/control/osc_fast_path.py): the scene played without
+  loudness holding, since a held input's hold_db event keeps it on the
+  Python path. Those messages carry one float64 value that names their
+  sequence; the sender keeps the send times, and the engine side the write
+  times (the fast path's trace, or the wrapped Python handler).
 - output: a parameter jump (ramp 0: the calm layer's 440 Hz sine cut and
   restored) -> the output changes; frames from the engine frame when the
   message was handled to the first frame that breaks the sine's recurrence
@@ -91,9 +92,12 @@ def run_sender(port: int, corpus: str, rate_hz: float) -> None:
 
     sent_ns: list[int] = []
     if corpus.startswith("val:"):
-        # val:ADDRESS:N:FILE: N sets of one value naming the sequence; the
-        # send times go to FILE (.npy) at the end.
-        address, count, times_file = corpus.removeprefix("val:").rsplit(":", 2)
+        # val:ADDRESS:N:FILE:OFFSET:SCALE: N sets of one value naming the
+        # sequence (OFFSET + SCALE * sequence_value); the send times go to
+        # FILE (.npy) at the end.
+        address, count, times_file, offset, scale = corpus.removeprefix("val:").rsplit(
+            ":", 4
+        )
         datagrams = None
         n_total = int(count)
     elif corpus.startswith("osc:"):
@@ -117,7 +121,8 @@ def run_sender(port: int, corpus: str, rate_hz: float) -> None:
     while sent < n_total:
         for _ in range(min(per_batch, n_total - sent)):
             if times_file:
-                data = encode_message(address, [sequence_value(sent, n_total)], "d")
+                value = float(offset) + float(scale) * sequence_value(sent, n_total)
+                data = encode_message(address, [value], "d")
                 sent_ns.append(time.monotonic_ns())
             elif datagrams is None:
                 data = encode_message(address, [time.monotonic_ns(), sent], "hi")
@@ -517,14 +522,23 @@ def measure_latency(seconds: float, busy: bool, path: str) -> dict:
         playing.stop()
 
 
-def measure_traced_latency(seconds: float, busy: bool, fast: bool) -> dict:
-    """Send time -> input written, with the fast path on (its own trace) or
-    off (the handler wrapped), the scene not holding loudness."""
+# path: (offset, scale) of the values sent (0.2..0.8 scaled)
+TRACED_VALUES = {"input": (0.0, 1.0), "param": (300.0, 500.0)}
+
+
+def measure_traced_latency(
+    seconds: float, busy: bool, fast: bool, path: str = "input"
+) -> dict:
+    """Send time -> input written or layer parameter set (the target, or
+    the event in the ring on the Python path), with the fast path on (its
+    own trace) or off (the handler wrapped), the scene not holding
+    loudness."""
     from engine.control.osc_fast_path import F_TRACED
 
     playing = Playing(hr_bridge="none", hold_loudness=False, fast_path=fast)
     try:
-        address = LATENCY_PATHS["input"][0]
+        address = LATENCY_PATHS[path][0]
+        offset, scale = TRACED_VALUES[path]
         server = playing.surface.server
         n_messages = int(200 * seconds)
         written: list[tuple[float, float]] = []
@@ -547,7 +561,7 @@ def measure_traced_latency(seconds: float, busy: bool, fast: bool) -> dict:
         receiver_delay_ns = run_delay_ns(receiver.native_id)
         with tempfile.TemporaryDirectory() as folder:
             times_file = str(Path(folder) / "sent.npy")
-            corpus = f"val:{address}:{n_messages}:{times_file}"
+            corpus = f"val:{address}:{n_messages}:{times_file}:{offset}:{scale}"
             waits: dict[str, float] = {}
             with Conditions() as conditions:
                 started_s = time.monotonic()
@@ -573,7 +587,7 @@ def measure_traced_latency(seconds: float, busy: bool, fast: bool) -> dict:
             written = [(row[0], row[1]) for row in trace[:n_traced]]
         latencies_us = []
         for written_ns, value in written:
-            sequence = sequence_of(value, n_messages)
+            sequence = sequence_of((value - offset) / scale, n_messages)
             if 0 <= sequence < len(sent_ns):
                 latencies_us.append((written_ns - sent_ns[sequence]) / 1e3)
         return {
@@ -760,10 +774,12 @@ def main() -> int:
                     for path in LATENCY_PATHS:
                         row = measure_latency(latency_s, busy, path)
                         latency.setdefault(f"{path}, {where}", []).append(row)
-                    for fast in (True, False):
-                        row = measure_traced_latency(latency_s, busy, fast)
-                        name = f"input {'fast' if fast else 'python'}, {where}"
-                        latency.setdefault(name, []).append(row)
+                    for path in LATENCY_PATHS:
+                        for fast in (True, False):
+                            row = measure_traced_latency(latency_s, busy, fast, path)
+                            way = "fast" if fast else "python"
+                            name = f"{path} {way}, {where}"
+                            latency.setdefault(name, []).append(row)
             results["latency_send_to_target"] = latency
             print("\ndatagram sent -> target written / event in the ring (200/s)")
             print(
