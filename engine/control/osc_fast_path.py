@@ -8,7 +8,7 @@ compiled loop, ``@njit(nogil=True)``, that calls libc's ``recvfrom`` itself
 and handles the commonest message whole, never holding the GIL:
 
     /soundscape/input/<name> <one f, i, d, h, T or F argument>
-    /soundscape/layer/<layer>/<node>/<param> <one number>  (no ramp)
+    /soundscape/layer/<layer>/<node>/<param> <one f, i, d or h argument>
 
 from an IPv4 loopback source, in the input's or parameter's range, to an
 input that no state trims (no ``hold_db`` events: those go through the event
@@ -167,9 +167,10 @@ def _match(buffer, n_bytes, addresses, address_bytes):
 
 
 @njit(nogil=True, cache=True)
-def _value(buffer, n_bytes, at, scratch):
+def _value(buffer, n_bytes, at, scratch, flags):
     """The one argument of the message whose type tags start at ``at``, as
-    float64; NaN when the tags are not one of ``,f ,i ,d ,h ,T ,F``."""
+    float64; NaN when the tags are not one of ``,f ,i ,d ,h`` (or ``,T ,F``
+    with ``flags``: inputs take them, parameters refuse them)."""
     if buffer[at] != 44 or buffer[at + 2] != 0 or buffer[at + 3] != 0:  # ","
         return np.nan
     tag = buffer[at + 1]
@@ -186,9 +187,9 @@ def _value(buffer, n_bytes, at, scratch):
     if tag == 104 and n_bytes == data + 8:  # h
         _big_endian(buffer, data, 8, scratch)
         return np.float64(scratch.view(np.int64)[0])
-    if tag == 84 and n_bytes == data:  # T
+    if flags and tag == 84 and n_bytes == data:  # T
         return 1.0
-    if tag == 70 and n_bytes == data:  # F
+    if flags and tag == 70 and n_bytes == data:  # F
         return 0.0
     return np.nan
 
@@ -259,7 +260,8 @@ def receive_loop(
         entry = _match(buffer, n_bytes, addresses, address_bytes)
         if entry < 0:
             return n_bytes
-        value = _value(buffer, n_bytes, address_bytes[entry], scratch)
+        flags = kind[entry] == KIND_INPUT
+        value = _value(buffer, n_bytes, address_bytes[entry], scratch, flags)
         # NaN fails both: out of range and non-finite go to Python, which
         # clamps or refuses, and answers.
         if not (value >= low[entry] and value <= high[entry]):
