@@ -262,9 +262,9 @@ def receive_loop(
             return n_bytes
         flags = kind[entry] == KIND_INPUT
         value = _value(buffer, n_bytes, address_bytes[entry], scratch, flags)
-        # NaN fails both: out of range and non-finite go to Python, which
-        # clamps or refuses, and answers.
-        if not (value >= low[entry] and value <= high[entry]):
+        # Out of range and non-finite (a counter's range is unbounded) go to
+        # Python, which clamps or refuses, and answers.
+        if not (np.isfinite(value) and low[entry] <= value <= high[entry]):
             return n_bytes
         if (
             kind[entry] == KIND_PARAM
