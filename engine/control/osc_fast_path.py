@@ -29,7 +29,12 @@ patterns, other addresses or types, out-of-range or non-finite values, which
 Python clamps and answers, other sources, the server's stop datagram) returns
 to Python, which handles it as before. So does the first datagram after the
 table went stale (a scene load, a reload, a handler change): Python then
-builds the table again before it re-enters the loop.
+builds the table again before it re-enters the loop. While the engine
+crossfades between programs everything goes to Python: a reload waiting for
+a fade copies the input values to the new scene under the player's lock, and
+a set the loop wrote meanwhile would be lost. (What is left: a set landing
+in the microseconds between that copy and the load, without a fade running,
+is written to the outgoing scene; the next set is not.)
 
 Off with ``SOUNDSCAPE_OSC_FAST_PATH=0`` (or ``OscServer(fast_path=False)``).
 
@@ -55,7 +60,7 @@ from numba import njit, types
 
 from engine.dsp.layout import P_TARGET
 from engine.rt.clock import rt_now_ns, rt_thread_cpu_ns
-from engine.rt.core import C_REQUEST
+from engine.rt.core import C_ACCEPTED, C_FADING, C_REQUEST
 
 __all__ = [
     "FastPath",
@@ -253,6 +258,11 @@ def receive_loop(
         started_cpu_ns = rt_thread_cpu_ns()
         if control[0] != generation or ctl[C_REQUEST] != request:
             return n_bytes  # the table is stale: Python builds it again
+        if ctl[C_FADING] != 0 or ctl[C_ACCEPTED] != request:
+            # A scene switch under way: a reload may be carrying the input
+            # values over meanwhile (under the player's lock, which the
+            # Python path takes and the loop cannot).
+            return n_bytes
         if n_bytes > max_bytes or peer[0] != _AF_INET_LOW_BYTE or peer[1] != 0:
             return n_bytes
         if peer[4] != 127:  # only IPv4 loopback; Python checks the rest

@@ -58,7 +58,8 @@ class Served:
         )
         self.player.load(scene)
         self.engine = self.player.engine
-        self.engine.render(RATE // 2)  # the first fade-in is over
+        while self.engine.switching:  # until the first fade-in is over
+            self.engine.render(RATE // 10)
         if live:
             # As a live player runs it: events due within 200 ms go to the
             # ring as they are scheduled (no audio thread here: the tests
@@ -250,6 +251,10 @@ def test_a_scene_load_or_a_new_handler_makes_the_table_stale(fast, client):
     fast.player.load(FAST_INPUTS)
     assert fast.engine.current is not old
     send(client, fast, encode_message(p, [0.75], "f"))  # Python's: stale table
+    send(client, fast, encode_message(p, [0.625], "f"))  # Python's: crossfading
+    assert fast.fast_applied() == 1
+    while fast.engine.switching:  # until the crossfade is over
+        fast.engine.render(RATE // 10)
     send(client, fast, encode_message(p, [0.875], "f"))  # fast, new table
     assert fast.fast_applied() == 2
     column = fast.engine.current.param("tone.osc", "frequency_hz").column
