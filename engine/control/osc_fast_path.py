@@ -18,8 +18,10 @@ the loop writes the target directly, so it takes one only while the ring is
 empty (RESULTS.md's "ring-order catch": a plain set must not overtake a ramp
 sent just before it), and only where events are handed to the ring as they
 are scheduled (live playback, ``Engine.deliver_ahead``): events timed later
-apply after the set on either path. The loop
-matches the exact address bytes and type tags against a :class:`FastTable`,
+apply after the set on either path.
+
+The loop matches the exact address bytes and type tags against a
+:class:`FastTable`,
 takes a token from the source's bucket (the same table the Python path uses:
 one rate limit per source whichever path serves it), writes the input's value
 into ``SceneInputs.values.array`` and each following parameter's P_TARGET
