@@ -22,6 +22,13 @@ CLOCK_MONOTONIC, which processes share on Linux.
   the surface sets).
   The time is taken on the receive thread right after the write: a poller
   thread would itself wait for the GIL beside the busy thread.
+  Input and layer-parameter sets also run with the GIL-free fast path on
+  and off, interleaved ("input fast" / "input python", "param fast" / "param
+  python": engine/control/osc_fast_path.py): the scene played without
+  loudness holding, since a held input's hold_db event keeps it on the
+  Python path. Those messages carry one float64 value that names their
+  sequence; the sender keeps the send times, and the engine side the write
+  times (the fast path's trace, or the wrapped Python handler).
 - output: a parameter jump (ramp 0: the calm layer's 440 Hz sine cut and
   restored) -> the output changes; frames from the engine frame when the
   message was handled to the first frame that breaks the sine's recurrence
@@ -83,10 +90,21 @@ def run_sender(port: int, corpus: str, rate_hz: float) -> None:
         pass
     from engine.control.osc_wire import encode_message
 
-    if corpus.startswith("osc:"):
+    sent_ns: list[int] = []
+    if corpus.startswith("val:"):
+        # val:ADDRESS:N:FILE:OFFSET:SCALE: N sets of one value naming the
+        # sequence (OFFSET + SCALE * sequence_value); the send times go to
+        # FILE (.npy) at the end.
+        address, count, times_file, offset, scale = corpus.removeprefix("val:").rsplit(
+            ":", 4
+        )
+        datagrams = None
+        n_total = int(count)
+    elif corpus.startswith("osc:"):
         address, count = corpus.removeprefix("osc:").rsplit(":", 1)
         datagrams = None
         n_total = int(count)
+        times_file = ""
     else:
         blob = Path(corpus).read_bytes()
         datagrams, at = [], 0
@@ -95,13 +113,18 @@ def run_sender(port: int, corpus: str, rate_hz: float) -> None:
             datagrams.append(blob[at + 4 : at + 4 + size])
             at += 4 + size
         n_total = len(datagrams)
+        times_file = ""
     batch_s = 0.002
     per_batch = max(1, round(rate_hz * batch_s))
     start_s = time.monotonic()
     sent = 0
     while sent < n_total:
         for _ in range(min(per_batch, n_total - sent)):
-            if datagrams is None:
+            if times_file:
+                value = float(offset) + float(scale) * sequence_value(sent, n_total)
+                data = encode_message(address, [value], "d")
+                sent_ns.append(time.monotonic_ns())
+            elif datagrams is None:
                 data = encode_message(address, [time.monotonic_ns(), sent], "hi")
             else:
                 data = datagrams[sent]
@@ -113,6 +136,17 @@ def run_sender(port: int, corpus: str, rate_hz: float) -> None:
         delay_s = start_s + (sent / per_batch) * batch_s - time.monotonic()
         if delay_s > 0:
             time.sleep(delay_s)
+    if times_file:
+        np.save(times_file, np.array(sent_ns, dtype=np.int64))
+
+
+def sequence_value(sequence: int, n_total: int) -> float:
+    """The input value message ``sequence`` carries: in 0.2..0.8, one each."""
+    return 0.2 + 0.6 * sequence / n_total
+
+
+def sequence_of(value: float, n_total: int) -> int:
+    return round((value - 0.2) / 0.6 * n_total)
 
 
 def start_sender(port: int, corpus: str, rate_hz: float) -> subprocess.Popen:
@@ -130,13 +164,19 @@ class Playing:
     # Surface settings every scenario uses (main() sets them from the options).
     common: ClassVar[dict] = {}
 
-    def __init__(self, capture_frames: int = 0, **settings) -> None:
+    def __init__(
+        self, capture_frames: int = 0, hold_loudness: bool = True, **settings
+    ) -> None:
         from engine.control.osc_surface import OscSettings, OscSurface
         from engine.rt.engine import Engine
         from engine.rt.live import LivePlayer
         from engine.scenes.player import ScenePlayer
 
-        self.player = ScenePlayer(Engine(sample_rate=RATE, seed=1), lookahead_s=0.05)
+        self.player = ScenePlayer(
+            Engine(sample_rate=RATE, seed=1),
+            lookahead_s=0.05,
+            hold_loudness=hold_loudness,
+        )
         self.player.load(GAME)
         self.engine = self.player.engine
         self.live = LivePlayer(
@@ -482,6 +522,94 @@ def measure_latency(seconds: float, busy: bool, path: str) -> dict:
         playing.stop()
 
 
+# path: (offset, scale) of the values sent (0.2..0.8 scaled)
+TRACED_VALUES = {"input": (0.0, 1.0), "param": (300.0, 500.0)}
+
+
+def measure_traced_latency(
+    seconds: float, busy: bool, fast: bool, path: str = "input"
+) -> dict:
+    """Send time -> input written or layer parameter set (the target, or
+    the event in the ring on the Python path), with the fast path on (its
+    own trace) or off (the handler wrapped), the scene not holding
+    loudness."""
+    from engine.control.osc_fast_path import F_TRACED
+
+    playing = Playing(hr_bridge="none", hold_loudness=False, fast_path=fast)
+    try:
+        address = LATENCY_PATHS[path][0]
+        offset, scale = TRACED_VALUES[path]
+        server = playing.surface.server
+        n_messages = int(200 * seconds)
+        written: list[tuple[float, float]] = []
+        if fast:
+            assert server.fast is not None, "the fast path is off here"
+            trace = server.fast.start_trace(n_messages)
+        else:
+            assert server.fast is None
+            handler = server._registry.handlers[address]
+
+            def wrapped(message, sender):
+                handler(message, sender)
+                written.append((time.monotonic_ns(), message.args[0]))
+
+            server.add_handler(address, wrapped)
+        time.sleep(0.3)
+        receiver = next(
+            t for t in threading.enumerate() if t.name.startswith("osc-udp")
+        )
+        receiver_delay_ns = run_delay_ns(receiver.native_id)
+        with tempfile.TemporaryDirectory() as folder:
+            times_file = str(Path(folder) / "sent.npy")
+            corpus = f"val:{address}:{n_messages}:{times_file}:{offset}:{scale}"
+            waits: dict[str, float] = {}
+            with Conditions() as conditions:
+                started_s = time.monotonic()
+
+                def run() -> None:
+                    start_sender(playing.surface.port, corpus, 200).wait()
+                    time.sleep(0.3)
+
+                if busy:
+                    with BusyThread() as busy_thread:
+                        busy_id = busy_thread._thread.native_id
+                        busy_delay_ns = run_delay_ns(busy_id)
+                        run()
+                        busy_delay_ns = run_delay_ns(busy_id) - busy_delay_ns
+                    waits["busy_thread_waiting_for_cpu_pct"] = round(
+                        100 * busy_delay_ns / 1e9 / (time.monotonic() - started_s), 1
+                    )
+                else:
+                    run()
+            sent_ns = np.load(times_file)
+        if fast:
+            n_traced = int(server.fast.counters[F_TRACED])
+            written = [(row[0], row[1]) for row in trace[:n_traced]]
+        latencies_us = []
+        for written_ns, value in written:
+            sequence = sequence_of((value - offset) / scale, n_messages)
+            if 0 <= sequence < len(sent_ns):
+                latencies_us.append((written_ns - sent_ns[sequence]) / 1e3)
+        return {
+            **stats_us(latencies_us[20:]),
+            "not_written": n_messages - len(latencies_us),
+            "fast_applied": server.fast_counts().get("applied", 0),
+            "udp_scheduling": server.udp_scheduling,
+            "pump_wakeups_per_s": round(
+                getattr(playing.live, "pump_wakeups", -1)
+                / conditions.result["seconds"],
+                1,
+            ),
+            "receive_thread_cpu_wait_ms": round(
+                (run_delay_ns(receiver.native_id) - receiver_delay_ns) / 1e6, 1
+            ),
+            **waits,
+            **conditions.result,
+        }
+    finally:
+        playing.stop()
+
+
 def measure_output_change(n_trials: int) -> dict:
     """Frames from the handled message's block to the change in the output."""
     from engine.control.osc_wire import encode_message
@@ -566,6 +694,12 @@ def main() -> int:
         "--thread-nice", type=int, help="OSC receive threads (default: the surface's)"
     )
     parser.add_argument(
+        "--udp-fifo",
+        type=int,
+        help="SCHED_FIFO priority of the UDP receive thread, 0 for none "
+        "(default: the surface's)",
+    )
+    parser.add_argument(
         "--freeze-gc",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -600,9 +734,11 @@ def main() -> int:
         else defaults.switch_interval_s
     )
     nice = defaults.thread_nice if args.thread_nice is None else args.thread_nice
+    fifo = defaults.udp_fifo_priority if args.udp_fifo is None else args.udp_fifo
     Playing.common = {
         "switch_interval_s": interval_s,
         "thread_nice": nice,
+        "udp_fifo_priority": fifo or None,
         "freeze_gc": args.freeze_gc,
     }
     machine = {
@@ -612,6 +748,7 @@ def main() -> int:
         "runs": args.runs,
         "switch_interval_ms": interval_s * 1000.0,
         "osc_thread_nice": nice,
+        "osc_udp_fifo_priority": fifo or None,
         "freeze_gc": args.freeze_gc,
     }
     print(f"machine: {machine}")
@@ -630,16 +767,23 @@ def main() -> int:
         if "latency" in only:
             latency_s = 2.0 if args.quick else 6.0
             latency: dict[str, list[dict]] = {}
-            for path in LATENCY_PATHS:
+            # Interleaved: each run measures every case once, in turn.
+            for _ in runs:
                 for busy in (False, True):
-                    name = f"{path}, {'busy thread' if busy else 'idle'}"
-                    latency[name] = [
-                        measure_latency(latency_s, busy, path) for _ in runs
-                    ]
+                    where = "busy" if busy else "idle"
+                    for path in LATENCY_PATHS:
+                        row = measure_latency(latency_s, busy, path)
+                        latency.setdefault(f"{path}, {where}", []).append(row)
+                    for path in LATENCY_PATHS:
+                        for fast in (True, False):
+                            row = measure_traced_latency(latency_s, busy, fast, path)
+                            way = "fast" if fast else "python"
+                            name = f"{path} {way}, {where}"
+                            latency.setdefault(name, []).append(row)
             results["latency_send_to_target"] = latency
             print("\ndatagram sent -> target written / event in the ring (200/s)")
             print(
-                f"{'case':<20} {'run':>3} {'n':>5} {'p50 us':>7} {'p99 us':>7} "
+                f"{'case':<22} {'run':>3} {'n':>5} {'p50 us':>7} {'p99 us':>7} "
                 f"{'max us':>7} {'load':>5} {'steal ms':>8} {'gc max ms':>9} "
                 f"{'busy cpu-wait %':>15} {'recv cpu-wait ms':>16} "
                 f"{'busy loops/s':>12} {'pump wakes/s':>12}"
@@ -647,7 +791,7 @@ def main() -> int:
             for name, rows in latency.items():
                 for k, row in enumerate(rows):
                     print(
-                        f"{name:<20} {k + 1:>3} {row['n']:>5} {row['p50_us']:>7.0f} "
+                        f"{name:<22} {k + 1:>3} {row['n']:>5} {row['p50_us']:>7.0f} "
                         f"{row['p99_us']:>7.0f} {row['max_us']:>7.0f} "
                         f"{row['load_average_1min']:>5.2f} {row['steal_ms']:>8} "
                         f"{row['gc_max_pause_ms']:>9} "

@@ -36,6 +36,14 @@ applied at the next block and counted ``late``); any other message applies at
 the next block, plus the parameter's ramp or smoothing. Scene loads and the
 sleep timer ignore timetags (they are not sample-accurate operations).
 
+Fast path: plain sets of an input no state trims (``/input/<name> n``, one
+argument, in range, from loopback), and live, of a layer parameter without a
+ramp while the event ring is empty, are taken by the server's GIL-free loop
+(:mod:`engine.control.osc_fast_path`) with the same effect as the handler:
+the input's value, the targets, the counters (``applied``).
+The API gives the server the table for it (:meth:`OscApi.fast_table`) and
+the server rebuilds it at every scene or handler change.
+
 Threads: handlers run on the OSC receive threads (UDP and TCP) and only check,
 convert and hand over to the player (which takes its own lock); scene loads run
 on the API's loader thread, status for subscribers on their sender thread.
@@ -61,6 +69,7 @@ from engine.control.osc_server import OscSender, OscServer
 from engine.control.osc_subscriptions import Subscriptions
 from engine.control.osc_wire import OscMessage, encode_bundle, encode_message
 from engine.naming import did_you_mean
+from engine.scenes.format import layer_copies
 from engine.sensors.bridges import check_prefix
 
 __all__ = [
@@ -322,6 +331,12 @@ class OscApi:
         self._stop = threading.Event()
         self._installed = False
         self._fixed: list[str] = []
+        # address -> (input name, its registered handler), for the fast path;
+        # and address -> ((layer, node, param), its handler).
+        self._input_routes: dict[str, tuple[str, Callable[..., None]]] = {}
+        self._param_routes: dict[
+            str, tuple[tuple[str, str, str], Callable[..., None]]
+        ] = {}
         self.on_scene_loaded = on_scene_loaded
 
     # Life cycle ----------------------------------------------------------------
@@ -350,6 +365,7 @@ class OscApi:
         self.server.set_default_handler(self._on_unknown)
         self.server.on_handler_error = self._on_handler_error
         self.refresh_addresses()
+        self.server.set_fast_provider(self.fast_table)
         self._stop.clear()
         self._loader = threading.Thread(
             target=self._load_scenes, name="soundscape-osc-scenes", daemon=True
@@ -363,6 +379,7 @@ class OscApi:
         """Stop the loader and subscription threads (the server is the
         caller's to stop)."""
         self._stop.set()
+        self.server.set_fast_provider(None)
         try:
             self._loads.put_nowait(("", Path(), None, OscSender("", 0)))
         except queue.Full:
@@ -373,9 +390,12 @@ class OscApi:
         self.subscriptions.stop()
 
     def counters(self) -> dict[str, int]:
-        """The API's counters (see API_COUNTER_NAMES)."""
+        """The API's counters (see API_COUNTER_NAMES), the fast path's sets
+        counted as ``applied``."""
         with self._count_lock:
-            return dict(self._counts)
+            counts = dict(self._counts)
+        counts["applied"] += self.server.fast_counts().get("applied", 0)
+        return counts
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._count_lock:
@@ -395,9 +415,13 @@ class OscApi:
             scene = self.player.scene
         except ValueError:
             scene = None
+        routes = {}
+        param_routes = {}
         if scene is not None:
             for name in scene["inputs"]:
-                wanted[f"{p}/input/{name}"] = self._guard(self._input_handler(name))
+                handler = self._guard(self._input_handler(name))
+                wanted[f"{p}/input/{name}"] = handler
+                routes[f"{p}/input/{name}"] = (name, handler)
                 families["input"].append(name)
             for name in scene["states"]:
                 wanted[f"{p}/state/{name}"] = self._guard(self._state_handler(name))
@@ -410,8 +434,11 @@ class OscApi:
             program = self.engine.current
             playing = [n for n, layer in scene["layers"].items() if not layer["muted"]]
             for layer in playing:
-                wanted[f"{p}/layer/{layer}/gain_db"] = self._guard(
-                    self._param_handler(layer, "level", "gain_db")
+                handler = self._guard(self._param_handler(layer, "level", "gain_db"))
+                wanted[f"{p}/layer/{layer}/gain_db"] = handler
+                param_routes[f"{p}/layer/{layer}/gain_db"] = (
+                    (layer, "level", "gain_db"),
+                    handler,
                 )
                 families["layer"].append(f"{layer}/gain_db")
                 for node, param in program.param_refs if program else ():
@@ -419,8 +446,11 @@ class OscApi:
                     if head != layer or not node_name:
                         continue
                     key = f"{layer}/{node_name}/{param}"
-                    wanted[f"{p}/layer/{key}"] = self._guard(
-                        self._param_handler(layer, node_name, param)
+                    handler = self._guard(self._param_handler(layer, node_name, param))
+                    wanted[f"{p}/layer/{key}"] = handler
+                    param_routes[f"{p}/layer/{key}"] = (
+                        (layer, node_name, param),
+                        handler,
                     )
                     families["layer"].append(key)
         for address in self._scene_addresses - set(wanted):
@@ -435,6 +465,59 @@ class OscApi:
             registered.add(address)
         self._scene_addresses = registered
         self._families = families
+        self._input_routes = routes
+        self._param_routes = param_routes
+        self.server.fast_changed()
+
+    def fast_table(self, handlers: dict[str, Callable[..., None]]) -> Any:
+        """``(FastTable, engine ctl)`` for the server's fast path: the inputs
+        whose address still has this API's handler in ``handlers`` and that no
+        state trims (their ``hold_db`` goes through the event ring: Python's),
+        and, where the engine hands events to the ring as they are scheduled
+        (live), the layer parameters likewise, for the scene and program
+        playing now; None when nothing plays.
+
+        Called on the UDP receive thread when the table is stale."""
+        from contextlib import nullcontext
+
+        from engine.control.osc_fast_path import FastTable
+        from engine.rt.core import C_REQUEST
+
+        player = self.player
+        with getattr(player, "_lock", None) or nullcontext():
+            inputs = player.inputs
+            program = self.engine.current
+            if inputs is None or program is None:
+                return None
+            held: set[str] = set()
+            loaded = getattr(player, "_loaded", None)
+            for trims in getattr(loaded, "input_trims_db", {}).values():
+                held.update(trims)
+            routes = {
+                address: name
+                for address, (name, handler) in self._input_routes.items()
+                if handlers.get(address) is handler
+                and name not in held
+                and name in inputs.specs
+            }
+            params = {}
+            # Offline, a set waits in the schedule behind any event there;
+            # live, every due event is already in the ring the loop checks.
+            if self.pump_frames and getattr(self.engine, "_deliver_frames", 0):
+                scene = player.scene
+                for address, (names, handler) in self._param_routes.items():
+                    layer, node, param = names
+                    if handlers.get(address) is not handler:
+                        continue
+                    if layer not in scene["layers"] or scene["layers"][layer]["muted"]:
+                        continue
+                    copies = layer_copies(scene, layer)
+                    params[address] = (param, [f"{c}.{node}" for c in copies])
+            request = int(self.engine.ctl[C_REQUEST])
+            table = FastTable.build(
+                routes, inputs, program, request, self.engine.ring.positions, params
+            )
+        return table, self.engine.ctl
 
     # Replies -------------------------------------------------------------------
 

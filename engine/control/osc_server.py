@@ -47,6 +47,13 @@ Python thread, about one GIL switch interval (5 ms by default), so a process
 that runs one should shorten it (the OSC surface sets 0.25 ms; benchmarks/
 RESULTS.md). The audio callback never takes the GIL and does not notice.
 
+Fast path: with ``fast_path`` (the default for an IPv4 UDP socket, unless
+``SOUNDSCAPE_OSC_FAST_PATH=0``) and a table provider set
+(:meth:`OscServer.set_fast_provider`, which :class:`OscApi` does), the UDP
+thread waits in a compiled loop that takes plain input sets without the GIL
+(:mod:`engine.control.osc_fast_path`) and hands every other datagram to the
+path above. Both paths share the per-source token buckets and the counters.
+
 Threads: ``start``/``stop``/``add_handler``/``reply``/``counters`` from any
 control thread; handlers run on the server's two receive threads (one UDP, one
 TCP). Never the audio thread.
@@ -67,6 +74,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from engine.control.osc_pattern import AddressSet, PatternError, is_pattern
 from engine.control.osc_pattern import valid_address as _address_problem
@@ -91,6 +100,7 @@ __all__ = [
     "DEFAULT_OSC_HOST",
     "DEFAULT_OSC_PORT",
     "DEFAULT_RATE_HZ",
+    "FAST_PATH_ENV",
     "Handler",
     "OscSender",
     "OscServer",
@@ -114,6 +124,9 @@ DEFAULT_MAX_PATTERN_MATCHES = 64
 # handled in a few milliseconds even on a loaded machine.
 DEFAULT_MAX_DISPATCHES = 64
 DEFAULT_MAX_TCP_CONNECTIONS = 16
+# "0" (or off, no) turns the GIL-free receive path off where the server is
+# not told either way.
+FAST_PATH_ENV = "SOUNDSCAPE_OSC_FAST_PATH"
 _MAX_SOURCES = 1024  # token buckets kept; the least recently seen goes first
 _TCP_SEND_TIMEOUT_S = 0.05  # a TCP peer that does not read its replies is dropped
 _TOO_FAR = object()  # in a datagram's plan: the message's bundle is refused
@@ -249,6 +262,30 @@ def _send_within(sock: socket.socket, data: bytes, timeout_s: float) -> None:
             select.select([], [sock], [], remaining_s)
 
 
+def _below_realtime_threads(priority: int) -> int:
+    """``priority``, lowered to one below the lowest real-time priority of
+    this process's other threads (the audio callback's: JACK's and
+    PipeWire's clients run theirs at SCHED_FIFO), and at least 1."""
+    lowest = None
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return max(1, priority)
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the name: state is field 3, rt_priority 40, policy 41.
+        rt_priority, policy = int(fields[37]), int(fields[38])
+        if policy in (os.SCHED_FIFO, os.SCHED_RR) and rt_priority > 0:
+            lowest = rt_priority if lowest is None else min(lowest, rt_priority)
+    if lowest is not None:
+        priority = min(priority, lowest - 1)
+    return max(1, priority)
+
+
 def _resolve(host: str, port: int) -> tuple[int, tuple]:
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     return family, address
@@ -279,6 +316,15 @@ class OscServer:
             0; refused, the threads keep theirs (``priority_refused``).
         on_handler_error: called as ``(message, sender, exception)`` on the
             receive thread after a handler raised (for an error reply).
+        fast_path: serve plain input sets on the UDP thread without the GIL
+            (see the module docstring); None: on unless the environment's
+            ``SOUNDSCAPE_OSC_FAST_PATH`` is 0. IPv4 UDP only.
+        udp_fifo_priority: run the UDP receive thread at SCHED_FIFO with this
+            priority, kept below every real-time thread the process already
+            has (the audio callback's); without CAP_SYS_NICE (or
+            RLIMIT_RTPRIO) it silently keeps ``thread_nice``. Its work per
+            datagram is bounded (``max_dispatches``, the rate limit), so it
+            cannot hold a core. None: ``thread_nice`` only.
     """
 
     def __init__(
@@ -300,6 +346,8 @@ class OscServer:
         thread_nice: int | None = None,
         on_handler_error: Callable[[OscMessage, OscSender, BaseException], None]
         | None = None,
+        fast_path: bool | None = None,
+        udp_fifo_priority: int | None = None,
     ) -> None:
         if not (udp or tcp):
             raise ValueError("OscServer: serve udp, tcp or both")
@@ -342,7 +390,24 @@ class OscServer:
         self.max_tcp_connections = max_tcp_connections
         self.thread_nice = thread_nice
         self.priority_refused = False
+        self.udp_fifo_priority = udp_fifo_priority
+        # What the UDP thread got: "SCHED_FIFO 5", "nice -11" or "unchanged".
+        self.udp_scheduling = "unchanged"
         self.on_handler_error = on_handler_error
+        if fast_path is None:
+            fast_path = os.environ.get(FAST_PATH_ENV, "1").strip().lower() not in (
+                "0",
+                "off",
+                "no",
+            )
+        self.fast_path_wanted = bool(
+            fast_path and udp and self._family == socket.AF_INET
+        )
+        # The GIL-free loop's state (osc_fast_path.FastPath), made at the
+        # first start and kept, with its counters, across restarts.
+        self.fast: Any = None
+        self._fast_provider: Callable[[dict[str, Handler]], Any] | None = None
+        self._udp_wakeup: socket.socket | None = None
 
         self._registry = _Registry({}, None)
         self._registry_lock = threading.Lock()
@@ -389,6 +454,7 @@ class OscServer:
             if cost != 1:
                 costs[address] = cost
             self._registry = _Registry(handlers, self._registry.default, costs)
+        self._fast_changed()
 
     def remove_handler(self, address: str) -> None:
         """Forget the handler of ``address`` (no error if there is none)."""
@@ -397,6 +463,7 @@ class OscServer:
             handlers.pop(address, None)
             costs = {a: c for a, c in self._registry.costs.items() if a != address}
             self._registry = _Registry(handlers, self._registry.default, costs)
+        self._fast_changed()
 
     def set_default_handler(self, handler: Handler | None) -> None:
         """Call ``handler`` for messages no registered address takes (a plain
@@ -405,11 +472,53 @@ class OscServer:
         with self._registry_lock:
             registry = self._registry
             self._registry = _Registry(registry.handlers, handler, registry.costs)
+        self._fast_changed()
 
     @property
     def addresses(self) -> list[str]:
         """The addresses with a handler."""
         return list(self._registry.handlers)
+
+    def set_fast_provider(
+        self, provider: Callable[[dict[str, Handler]], Any] | None
+    ) -> None:
+        """Give the fast path what to take: ``provider(handlers)`` returns
+        ``(FastTable, engine_ctl)`` for the addresses whose handler in
+        ``handlers`` (address -> handler now) it may replace, or None. It is
+        called on the UDP thread each time the table goes stale (a handler
+        changed, :meth:`fast_changed`, or the engine loaded a program)."""
+        self._fast_provider = provider
+        self._fast_changed()
+
+    def fast_changed(self) -> None:
+        """Make the fast path rebuild its table before its next datagram."""
+        self._fast_changed()
+
+    def _fast_changed(self) -> None:
+        if self.fast is None:
+            return
+        self.fast.invalidate()
+        # A UDP thread waiting in Python (no table yet) goes round to take it.
+        writer = self._udp_wakeup
+        if writer is not None:
+            try:
+                writer.send(b"t", socket.MSG_DONTWAIT)
+            except OSError:
+                pass  # full: a wake-up is already pending
+
+    def _fast_table(self) -> Any:
+        provider = self._fast_provider
+        if provider is None:
+            return None
+        try:
+            return provider(self._registry.handlers)
+        except Exception as error:  # noqa: BLE001 - Python serves them instead
+            self._note(f"OSC fast path off until the next change: {error!r}", True)
+            return None
+
+    def fast_counts(self) -> dict[str, int]:
+        """What the fast path did (empty without one): see FastPath.counts."""
+        return self.fast.counts() if self.fast is not None else {}
 
     # --- life cycle -----------------------------------------------------------
 
@@ -420,6 +529,14 @@ class OscServer:
         """
         if self._running:
             return self
+        if self.fast_path_wanted and self.fast is None:
+            # Imported here: it loads Numba, which a server alone needs not.
+            from engine.control.osc_fast_path import FastPath
+
+            fast = FastPath(self.rate_hz, self.burst, self.max_datagram_bytes)
+            fast.warm_up()
+            fast.set_provider(self._fast_table)
+            self.fast = fast
         self._bind()
         self._stopping.clear()
         if self._remote:
@@ -447,6 +564,8 @@ class OscServer:
                 daemon=True,
             )
             self._threads.append(thread)
+            if name == "udp":
+                self._udp_wakeup = wakeup[1]
         self._running = True
         for thread in self._threads:
             thread.start()
@@ -482,6 +601,7 @@ class OscServer:
         self._thread_counts = []
         self._threads = []
         self._wakeups = []
+        self._udp_wakeup = None
         self._udp_sock = self._tcp_sock = None
         self._running = False
 
@@ -557,8 +677,11 @@ class OscServer:
         (``max_handling_us``: the largest of them)."""
         with self._shared_lock:
             total = dict(self._shared_counts)
-        for counts in list(self._thread_counts):
+        fast = self.fast_counts()
+        for counts in [*self._thread_counts, fast]:
             for name, value in list(counts.items()):
+                if name not in total:
+                    continue
                 if name.startswith("max_"):
                     total[name] = max(total[name], value)
                 else:
@@ -674,24 +797,41 @@ class OscServer:
 
     # --- receiving ------------------------------------------------------------
 
-    def _raise_priority(self) -> None:
-        """Give this receive thread ``thread_nice`` (Linux: per thread)."""
-        if self.thread_nice is None:
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.thread_nice)
-        except (OSError, AttributeError) as error:  # no CAP_SYS_NICE, not Linux
-            self.priority_refused = True
-            log.info(
-                "OSC receive thread keeps its priority (nice %d refused: %s)",
-                self.thread_nice,
-                error,
-            )
+    def _raise_priority(self, loop: Callable) -> None:
+        """Give this receive thread ``thread_nice`` (Linux: per thread), and
+        the UDP one SCHED_FIFO on top where allowed (the nice value then
+        waits, for a later drop back to the normal policy)."""
+        udp = getattr(loop, "__name__", "") == "_udp_loop"
+        if self.thread_nice is not None:
+            try:
+                os.setpriority(
+                    os.PRIO_PROCESS, threading.get_native_id(), self.thread_nice
+                )
+                if udp:
+                    self.udp_scheduling = f"nice {self.thread_nice}"
+            except (OSError, AttributeError) as error:  # no CAP_SYS_NICE
+                self.priority_refused = True
+                log.info(
+                    "OSC receive thread keeps its priority (nice %d refused: %s)",
+                    self.thread_nice,
+                    error,
+                )
+        if udp and self.udp_fifo_priority is not None:
+            priority = _below_realtime_threads(self.udp_fifo_priority)
+            try:
+                os.sched_setscheduler(
+                    threading.get_native_id(),
+                    os.SCHED_FIFO,
+                    os.sched_param(priority),
+                )
+                self.udp_scheduling = f"SCHED_FIFO {priority}"
+            except (OSError, AttributeError) as error:  # no CAP_SYS_NICE
+                log.debug("OSC UDP thread: SCHED_FIFO %d refused: %s", priority, error)
 
     def _guarded(
         self, loop: Callable, counts: dict[str, int], wakeup: socket.socket
     ) -> None:
-        self._raise_priority()
+        self._raise_priority(loop)
         # The outermost catch-all: a bug in a loop must not end the thread.
         while not self._stopping.is_set():
             try:
@@ -708,14 +848,37 @@ class OscServer:
         # switch interval; see benchmarks/RESULTS.md.)
         sock = self._udp_sock
         assert sock is not None
-        buckets = _TokenBuckets(self.rate_hz, self.burst)
+        fast = self.fast
+        # One bucket per source whichever path serves it: the fast path's.
+        buckets: Any = (
+            fast.buckets
+            if fast is not None
+            else _TokenBuckets(self.rate_hz, self.burst)
+        )
         # One byte more than the limit tells an oversize datagram from one
         # exactly at it.
-        buffer = bytearray(self.max_datagram_bytes + 1)
+        buffer = np.zeros(self.max_datagram_bytes + 1, dtype=np.uint8)
         view = memoryview(buffer)
+        failures = 0
         while not self._stopping.is_set():
             try:
-                n_bytes, peer = sock.recvfrom_into(buffer)
+                if fast is not None and fast.ready():
+                    n_bytes, peer = fast.receive(sock.fileno(), buffer)
+                    if n_bytes < 0:
+                        if self._stopping.is_set():
+                            return
+                        # A signal or an ICMP error (errors are one-shot on
+                        # UDP); a socket failing for good must not spin.
+                        failures += 1
+                        if failures > 100:
+                            failures = 0
+                            time.sleep(0.01)
+                        continue
+                    failures = 0
+                else:
+                    if fast is not None and not self._wait_udp(sock, wakeup):
+                        continue  # woken: a table may be there now
+                    n_bytes, peer = sock.recvfrom_into(buffer)
             except (InterruptedError, ConnectionError):
                 continue  # a signal, or an ICMP error from an earlier reply
             except OSError:
@@ -732,6 +895,18 @@ class OscServer:
             except Exception as error:  # noqa: BLE001 - the receive thread must live
                 counts["internal_errors"] += 1
                 self._note(f"OSC UDP receive: {error!r}", warn=True)
+
+    @staticmethod
+    def _wait_udp(sock: socket.socket, wakeup: socket.socket) -> bool:
+        """Wait for a datagram (True) or a wake-up (False, drained)."""
+        readable, _, _ = select.select([sock, wakeup], [], [])
+        if wakeup in readable:
+            try:
+                wakeup.recv(4096, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+            return False
+        return True
 
     def _tcp_loop(self, counts: dict[str, int], wakeup: socket.socket) -> None:
         listener = self._tcp_sock

@@ -34,7 +34,11 @@ the last surface running stops.
 
 Priority: the receive threads run at ``thread_nice`` (-11, what RTKit gives
 audio control threads), so that on a busy machine a datagram's thread runs
-when it arrives. The whole process is left alone: raised too, the busy
+when it arrives; the UDP one, which serves plain input sets without the GIL
+(engine/control/osc_fast_path.py), at SCHED_FIFO ``udp_fifo_priority`` (5,
+and below the audio callback's real-time priority) where the process may,
+so that it runs at once: measured, the GIL-free loop needs both to keep p99
+under 2 ms beside a busy thread (benchmarks/RESULTS.md). The whole process is left alone: raised too, the busy
 thread it waits for competes with it as an equal (measured no better).
 Without CAP_SYS_NICE the threads keep their priority (logged).
 
@@ -80,6 +84,8 @@ DEFAULT_SWITCH_INTERVAL_S = 0.00025
 # What RTKit gives PipeWire's and PulseAudio's control threads: ahead of
 # ordinary work when a datagram arrives, behind the audio thread (real-time).
 DEFAULT_THREAD_NICE = -11
+# Within what RTKit grants (1..20) and below JACK's clients (jackd -P 10).
+DEFAULT_UDP_FIFO_PRIORITY = 5
 
 
 class _SwitchInterval:
@@ -120,6 +126,10 @@ class OscSettings:
     ``switch_interval_s``: None leaves the interpreter's setting alone.
     ``freeze_gc``: freeze the garbage collector's view of start-up objects.
     ``thread_nice``: the OSC receive threads' nice value (None: unchanged).
+    ``udp_fifo_priority``: SCHED_FIFO priority of the UDP receive thread
+    where allowed (None: ``thread_nice`` only).
+    ``fast_path``: the GIL-free path for input sets (None: on unless
+    ``SOUNDSCAPE_OSC_FAST_PATH=0``).
     """
 
     host: str = DEFAULT_OSC_HOST
@@ -131,6 +141,8 @@ class OscSettings:
     switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S
     freeze_gc: bool = True
     thread_nice: int | None = DEFAULT_THREAD_NICE
+    udp_fifo_priority: int | None = DEFAULT_UDP_FIFO_PRIORITY
+    fast_path: bool | None = None
     timetag_latency_s: float = DEFAULT_LATENCY_S
     max_subscribers: int = 8
     rate_hz: float = DEFAULT_RATE_HZ
@@ -191,6 +203,8 @@ class OscSurface:
             burst=settings.burst,
             allow_networks=settings.allow_networks,
             thread_nice=settings.thread_nice,
+            fast_path=settings.fast_path,
+            udp_fifo_priority=settings.udp_fifo_priority,
         )
         if clock is None:
             options = {"latency_s": settings.timetag_latency_s}

@@ -11,17 +11,61 @@ A bad value (unknown input, not a number, NaN or inf) raises ``ValueError`` and
 changes nothing: the last good state stays. Values outside an input's range are
 clamped to it; true and false count as 1 and 0.
 
-Control thread only.
+``values`` reads and writes a float64 array (``values.array``, one slot per
+input in ``values.index``), so that the OSC fast path
+(engine/control/osc_fast_path.py), which sets inputs without the GIL, leaves
+them where status, the model loop, states and reloads read them.
+
+Control threads only (the OSC fast path writes ``values.array`` from its
+receive thread: one aligned 8-byte store per input, no lock needed).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, MutableMapping
 from typing import Any
+
+import numpy as np
 
 from engine.naming import did_you_mean
 from engine.rt.engine import Engine
 from engine.scenes.format import layer_copies, map_input, mappings
+
+
+class InputValues(MutableMapping[str, float]):
+    """Input name -> value, kept in a float64 array (one slot per input).
+
+    >>> values = InputValues({"danger": 0.25})
+    >>> values["danger"] = 0.5
+    >>> dict(values), values.array[values.index["danger"]]
+    ({'danger': 0.5}, np.float64(0.5))
+    """
+
+    def __init__(self, initial: dict[str, float]) -> None:
+        self.index = {name: slot for slot, name in enumerate(initial)}
+        self.array = np.array([float(v) for v in initial.values()], dtype=np.float64)
+
+    def __getitem__(self, name: str) -> float:
+        return float(self.array[self.index[name]])
+
+    def __setitem__(self, name: str, value: float) -> None:
+        slot = self.index.get(name)
+        if slot is None:
+            raise KeyError(f"no input {name!r}: inputs are fixed by the scene")
+        self.array[slot] = value
+
+    def __delitem__(self, name: str) -> None:
+        raise KeyError(f"input {name!r}: inputs are fixed by the scene")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        return f"InputValues({dict(self)!r})"
 
 
 class SceneInputs:
@@ -30,7 +74,9 @@ class SceneInputs:
     def __init__(self, scene: dict[str, Any], engine: Engine) -> None:
         self.engine = engine
         self.specs: dict[str, dict[str, Any]] = scene["inputs"]
-        self.values = {name: spec["default"] for name, spec in self.specs.items()}
+        self.values = InputValues(
+            {name: spec["default"] for name, spec in self.specs.items()}
+        )
         self._followers: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
             name: [] for name in self.specs
         }
@@ -41,6 +87,11 @@ class SceneInputs:
                 self._followers[mapping["from"]].append(
                     (f"{copy}.{node}", param, mapping)
                 )
+
+    def followers(self, name: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """The parameters input ``name`` moves: ``(node, param, mapping)``,
+        one per layer copy, as :meth:`set` writes them."""
+        return list(self._followers[name])
 
     def set(self, name: str, value: Any, frame: int | None = None) -> float:
         """Set input ``name`` now, or at an engine ``frame``; returns the value

@@ -766,3 +766,49 @@ def test_a_tcp_peer_that_never_reads_is_dropped_not_waited_for(server):
         first_failure = results.index(False)
         assert not any(results[first_failure:])  # the connection is closed
     assert server.counters()["replies_failed"] >= 1
+
+
+def _udp_thread(server: OscServer) -> threading.Thread:
+    return next(t for t in threading.enumerate() if t.name == f"osc-udp-{server.port}")
+
+
+def test_the_udp_thread_runs_at_sched_fifo_where_allowed_else_keeps_nice():
+    server = OscServer(port=0, tcp=False, udp_fifo_priority=3, thread_nice=-1)
+    with server:
+        assert wait_for(lambda: server.udp_scheduling != "unchanged")
+        policy = os.sched_getscheduler(_udp_thread(server).native_id)
+        if server.udp_scheduling.startswith("SCHED_FIFO"):
+            assert policy == os.SCHED_FIFO
+            assert server.udp_scheduling == "SCHED_FIFO 3"
+        else:  # no CAP_SYS_NICE: silently the nice value, as before
+            assert policy == os.SCHED_OTHER
+            assert server.udp_scheduling in ("nice -1", "unchanged")
+
+
+def test_the_udp_thread_stays_below_the_processs_realtime_threads():
+    from engine.control.osc_server import _below_realtime_threads
+
+    before = _below_realtime_threads(5)  # 5, unless a real-time thread runs
+    ready, done = threading.Event(), threading.Event()
+    refused: list[OSError] = []
+
+    def audio_like() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(4))
+        except OSError as error:
+            refused.append(error)
+        ready.set()
+        done.wait(5.0)
+
+    thread = threading.Thread(target=audio_like)
+    thread.start()
+    try:
+        ready.wait(5.0)
+        if refused:
+            pytest.skip(f"SCHED_FIFO refused here: {refused[0]}")
+        assert _below_realtime_threads(5) == min(before, 3)
+        assert _below_realtime_threads(2) == min(before, 2)
+    finally:
+        done.set()
+        thread.join()
+    assert _below_realtime_threads(1) == 1

@@ -166,3 +166,24 @@ def test_starting_values_are_checked(tmp_path: Path) -> None:
         load(tmp_path, dnger=1.0)
     with pytest.raises(SceneError, match="input 'danger' is 0..10, not 11"):
         load(tmp_path, danger=11.0)
+
+
+def test_input_values_live_in_one_float64_array(tmp_path: Path) -> None:
+    # The OSC fast path writes the array without the GIL; status, states, the
+    # model loop and reloads read the mapping.
+    scene, graph = load(tmp_path)
+    engine = Engine(sample_rate=RATE)
+    engine.load(graph)
+    inputs = SceneInputs(scene, engine)
+    values = inputs.values
+    assert dict(values) == {"level": 0.25, "danger": 0.0}
+    assert values.array.dtype == np.float64
+    inputs.set("danger", 12.0)  # clamped to 10
+    assert values.array[values.index["danger"]] == 10.0
+    values.array[values.index["level"]] = 0.5
+    assert values["level"] == 0.5 and dict(values)["level"] == 0.5
+    with pytest.raises(KeyError, match="fixed by the scene"):
+        values["nothing"] = 1.0
+    assert len(values) == 2 and list(values) == ["level", "danger"]
+    node, param, mapping = inputs.followers("level")[0]
+    assert (node, param, mapping["to"]) == ("tone.osc", "amplitude", [0.0, 0.4])
