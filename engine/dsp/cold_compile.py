@@ -18,9 +18,11 @@ claimed yet and waits for the ones a worker has in hand, then loads them from
 the cache. So the first block waits for the entry points and its own
 kernels, not for all of them. Until a program is known, the workers guess:
 the master bus's kernels, then those of the built-in demos, most used first
-(``likely_first``). Then the rest, costliest first, at nice 19 (a worker
-renices itself when it gets there), and last the entry points, so that a
-later live start finds the audio callback too.
+(``likely_first``). Then the rest, costliest first, and last the entry
+points, so that a later live start finds the audio callback too. A worker
+renices itself to 19 before the first kernel nobody waits for: one neither
+wanted nor guessed, or any once a program exists and this process is not
+waiting in ``fetch`` (it may be playing).
 
 Claims: a kernel is taken by creating ``claims/<module>.<name>`` exclusively,
 which the file system grants to exactly one process; the file names the
@@ -68,6 +70,8 @@ MAX_PROCESSES = 4
 # cache (importing engine.rt.callback loads them, or compiles what is missing).
 ENTRY_POINTS = "entry-points"
 WANTED_FILE = "wanted"
+# Present while the rendering process waits in ``fetch`` for kernels.
+FETCHING_FILE = "fetching"
 # The fill nobody waits for must not take CPU from the audio callback.
 BACKGROUND_NICE = 19
 # How often a program waiting for a worker's kernel looks at the claims.
@@ -181,10 +185,12 @@ def compile_claimed(
     ``claims_dir`` has taken, in ``claim_order`` (the ``wanted`` file is read
     again before each claim); return the ones compiled here.
 
-    ``on_background`` is called before the first kernel that is neither
-    wanted nor ``likely`` (a worker lowers its priority there: a program
-    loaded later finds its kernels compiled or compiles them itself, and
-    renicing cannot be undone without privileges).
+    ``on_background`` is called once, before the first claim that nothing
+    waits for: a kernel neither wanted nor ``likely``, or any kernel once a
+    program was asked for while the rendering process is not waiting in
+    ``fetch`` (it may be playing). A worker lowers its priority there, for
+    good (only a privileged process may raise it again); a program loaded
+    later compiles what nobody has taken itself.
     The claim file names the ``owner`` and says ``done`` once the kernel is
     compiled (and cached).
     """
@@ -195,6 +201,8 @@ def compile_claimed(
     while True:
         wanted = read_wanted(claims)
         foreground = likely_names.union(wanted)
+        if wanted and not (claims / FETCHING_FILE).exists():
+            foreground = set()
         for kernel in claim_order(kernels, wanted, likely):
             name = claim_name(kernel)
             if (claims / name).exists():
@@ -241,7 +249,10 @@ def all_done(kernels: Iterable[object], claims_dir: str | Path) -> bool:
 def _claims_by_owner(claims_dir: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for path in claims_dir.iterdir():
-        if path.name.startswith("worker-") or path.name in (WANTED_FILE,):
+        if path.name.startswith("worker-") or path.name in (
+            WANTED_FILE,
+            FETCHING_FILE,
+        ):
             continue
         if path.name.endswith(".tmp"):
             continue
@@ -265,25 +276,19 @@ def process_count() -> int:
 
 def likely_first(kernels: Mapping[int, object]) -> list[object]:
     """The kernels a first program most likely plays, before it is known:
-    the master bus's (every engine has one), then the built-in demos', most
-    used first. Graphs only (no compile): ~15 ms in a worker."""
+    the master bus's (every engine has one) and the built-in demos',
+    costliest first. Once the program is known, what is left of its kernels
+    is then mostly small ones, which the processes share out evenly (the
+    longest-first rule for a short finish). Graphs only, no compile: ~15 ms
+    in a worker."""
     try:
         from engine.demos import DEMOS
         from engine.rt.engine import master_graph
     except ImportError:
         return []  # no guess: the costliest first
-
-    def kernels_of(graph: object) -> list[object]:
-        ops = {node.spec.opcode for node in graph.nodes}  # type: ignore[attr-defined]
-        return costliest_first(kernels[op] for op in sorted(ops) if op in kernels)
-
-    master = kernels_of(master_graph())
-    uses: dict[object, int] = {}
-    for build in DEMOS.values():
-        for kernel in kernels_of(build()):
-            uses[kernel] = uses.get(kernel, 0) + 1
-    by_use = sorted(costliest_first(uses), key=lambda k: -uses[k])
-    return list(dict.fromkeys([*master, *by_use]))
+    graphs = [master_graph(), *(build() for build in DEMOS.values())]
+    ops = {node.spec.opcode for graph in graphs for node in graph.nodes}
+    return costliest_first(kernels[op] for op in sorted(ops) if op in kernels)
 
 
 def run_worker() -> None:
@@ -391,8 +396,16 @@ class BackgroundCompile:
         without finishing it). Returns when all are done; loading them into
         the table is the caller's (``kernel.compile`` finds them cached)."""
         wanted = costliest_first(kernels)
-        self._want(claim_name(k) for k in wanted)
-        pending = list(wanted)
+        fetching = self.claims_dir / FETCHING_FILE
+        fetching.touch()
+        try:
+            self._want(claim_name(k) for k in wanted)
+            self._wait_or_compile(wanted)
+        finally:
+            fetching.unlink(missing_ok=True)
+
+    def _wait_or_compile(self, kernels: list[object]) -> None:
+        pending = list(kernels)
         while pending:
             waiting = []
             for kernel in pending:

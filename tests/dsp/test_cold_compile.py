@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.dsp.cold_compile import (
+    FETCHING_FILE,
     PROCESSES_ENV,
     WANTED_FILE,
     BackgroundCompile,
@@ -179,19 +180,44 @@ def test_a_wanted_kernel_is_claimed_next_and_the_rest_goes_background(
     a, b, c, d = _kernels(log, {"a": 30, "b": 20, "c": 10, "d": 5}, tmp_path)
     claims = tmp_path / "claims"
     claims.mkdir()
-    compile_c = c.compile
+    compile_c, compile_d = c.compile, d.compile
 
     def c_then_a_program_wants_d(args: tuple) -> None:
         compile_c(args)
-        # The rendering process publishes its program's kernels meanwhile.
+        # The rendering process publishes its program's kernels meanwhile
+        # and waits for them.
+        (claims / FETCHING_FILE).touch()
         (claims / WANTED_FILE).write_text("fake.d\n")
 
+    def d_then_the_program_plays(args: tuple) -> None:
+        compile_d(args)
+        (claims / FETCHING_FILE).unlink()
+
     c.compile = c_then_a_program_wants_d  # type: ignore[method-assign]
+    d.compile = d_then_the_program_plays  # type: ignore[method-assign]
     compile_claimed(
-        [a, b, c, d], claims, "1", likely=[c], on_background=lambda: log.append("BG")
+        [a, b, c, d],
+        claims,
+        "1",
+        likely=[c, b],
+        on_background=lambda: log.append("BG"),
     )
-    assert log == ["c", "d", "BG", "a", "b"]
+    # b was a guess, but the program is playing by then: nobody waits for it.
+    assert log == ["c", "d", "BG", "b", "a"]
     assert read_wanted(claims) == ["fake.d"]
+
+
+def test_guesses_compile_in_the_foreground_until_a_program_exists(
+    tmp_path: Path,
+) -> None:
+    log: list[str] = []
+    a, b, c = _kernels(log, {"a": 30, "b": 20, "c": 10}, tmp_path)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    compile_claimed(
+        [a, b, c], claims, "1", likely=[c, b], on_background=lambda: log.append("BG")
+    )
+    assert log == ["c", "b", "BG", "a"]
 
 
 # A stand-in worker: takes the claim ``fake.big`` as worker 1 and holds it
