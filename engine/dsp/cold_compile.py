@@ -373,6 +373,9 @@ class BackgroundCompile:
                 cpu_s,
                 int(worker.returncode or 0),
             )
+            last = len(self._exited) == len(self._workers)
+        if last:
+            self._finish()
 
     def _exited_owner(self, owner: str) -> bool:
         with self._lock:
@@ -397,12 +400,19 @@ class BackgroundCompile:
         the table is the caller's (``kernel.compile`` finds them cached)."""
         wanted = costliest_first(kernels)
         fetching = self.claims_dir / FETCHING_FILE
-        fetching.touch()
         try:
-            self._want(claim_name(k) for k in wanted)
-            self._wait_or_compile(wanted)
-        finally:
-            fetching.unlink(missing_ok=True)
+            fetching.touch()
+            try:
+                self._want(claim_name(k) for k in wanted)
+                self._wait_or_compile(wanted)
+            finally:
+                fetching.unlink(missing_ok=True)
+        except FileNotFoundError:
+            # The fill ended meanwhile and its claims went: installing the
+            # kernels loads them from the cache (or compiles what a dead
+            # worker left).
+            if self.claims_dir.exists():
+                raise
 
     def _wait_or_compile(self, kernels: list[object]) -> None:
         pending = list(kernels)
@@ -458,16 +468,19 @@ class BackgroundCompile:
         return done, left
 
     def wait(self, timeout_s: float | None = None) -> ColdCompileReport | None:
-        """Wait for every worker to exit (the cache full, or a worker dead);
-        then mark the cache complete if every claim is done, and remove the
-        claims. Returns the report, or None if ``timeout_s`` ran out first."""
+        """Wait for every worker to exit (the cache full, or a worker dead),
+        then remove the claims. Returns the report, or None if ``timeout_s``
+        ran out first. (When the last worker exits, the cache is marked
+        complete if every claim is done, and ``last_report`` is set.)"""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for reaper in self._reapers:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             reaper.join(left)
             if reaper.is_alive():
                 return None
-        return self._finish()
+        report = self._finish()  # with no workers, nobody else does
+        shutil.rmtree(self.claims_dir, ignore_errors=True)
+        return report
 
     def _finish(self) -> ColdCompileReport:
         with self._finish_lock:
@@ -504,7 +517,6 @@ class BackgroundCompile:
         report.complete = not left
         if report.complete:
             self._on_complete()
-        shutil.rmtree(self.claims_dir, ignore_errors=True)
         last_report = report
         if _running is self:
             _running = None
@@ -529,7 +541,8 @@ def compile_kernels(kernels: Mapping[int, object]) -> bool:
     if count < 2 or _running is not None or cache_guard.kernels_compiled():
         return False
     _running = BackgroundCompile(kernels, count - 1)
-    atexit.register(_wait_at_exit)
+    # No worker outlives a normal exit: they finish the fill first.
+    atexit.register(_running.wait)
     return False
 
 
@@ -554,13 +567,6 @@ def wait_for_fill(timeout_s: float | None = None) -> ColdCompileReport | None:
     if compile_run is None:
         return last_report
     return compile_run.wait(timeout_s)
-
-
-def _wait_at_exit() -> None:
-    # No worker outlives a normal exit: they finish the fill first.
-    compile_run = _running
-    if compile_run is not None:
-        compile_run.wait()
 
 
 def _start_workers(
