@@ -382,3 +382,21 @@ def test_a_cold_start_plays_before_the_cache_is_full_and_bit_identical(
         b = np.load(tmp_path / f"warm-{part}.npy")
         assert np.abs(a).max() > 0.0, part
         assert a.tobytes() == b.tobytes(), part
+
+
+def test_the_guess_is_the_master_bus_and_the_demos_costliest_first() -> None:
+    from engine.demos import DEMOS
+    from engine.dsp.cold_compile import likely_first
+    from engine.dsp.interpreter import KERNELS
+    from engine.rt.engine import master_graph
+
+    guess = likely_first(KERNELS)
+    assert guess == costliest_first(guess)
+    played = {
+        KERNELS[node.spec.opcode]
+        for graph in (master_graph(), *(build() for build in DEMOS.values()))
+        for node in graph.nodes
+        if node.spec.opcode in KERNELS
+    }
+    assert set(guess) == played
+    assert len(played) < len(set(KERNELS.values()))  # a guess, not everything
