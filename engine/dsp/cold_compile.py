@@ -17,7 +17,7 @@ claim and prefers; this process compiles any wanted kernel nobody has
 claimed yet and waits for the ones a worker has in hand, then loads them from
 the cache. So the first block waits for the entry points and its own
 kernels, not for all of them. Until a program is known, the workers guess:
-the master bus's kernels, then those of the built-in demos, most used first
+the kernels of the master bus and of the built-in demos, costliest first
 (``likely_first``). Then the rest, costliest first, and last the entry
 points, so that a later live start finds the audio callback too. A worker
 renices itself to 19 before the first kernel nobody waits for: one neither
@@ -27,9 +27,12 @@ waiting in ``fetch`` (it may be playing).
 Claims: a kernel is taken by creating ``claims/<module>.<name>`` exclusively,
 which the file system grants to exactly one process; the file names the
 owner (0 is this process, workers 1..n) and says ``done`` once the kernel is
-in the cache. A worker that dies costs only time: a wanted kernel it held is
-compiled here once the worker is seen to have exited, and the cache is not
-marked complete, so the next start fills what is missing.
+in the cache. When the last worker exits, the cache is marked complete if
+every claim is done. A worker that dies costs only time: a wanted kernel it
+held is compiled here once the worker is seen to have exited, and the cache
+is not marked complete, so the next start fills what is missing. A kernel
+compiled here holds the GIL for a second or more: other Python threads (OSC,
+the model) wait meanwhile; the audio callback needs no GIL.
 
 Exit: the process waits for its workers when it exits normally (``atexit``),
 so none outlives it; a start that renders a few seconds and exits waits there
