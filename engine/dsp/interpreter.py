@@ -32,7 +32,7 @@ from engine.dsp import kernels_osc as osc
 from engine.dsp import kernels_sample as smp
 from engine.dsp import kernels_time as time
 from engine.dsp.cache_guard import kernels_compiled, mark_kernels_compiled
-from engine.dsp.cold_compile import compile_kernels
+from engine.dsp.cold_compile import compile_kernels, fetch, running
 from engine.dsp.dispatch import (
     call_kernel,
     install_kernels,
@@ -114,7 +114,10 @@ def ensure_kernels(opcodes: Iterable[int]) -> None:
 
     Every program the graph compiler makes asks for its kernels (through
     ``engine.dsp.dispatch.request_kernels``), so they are in the table before
-    it can be published. Control thread only.
+    it can be published. While a cold compile fills the cache, this asks the
+    workers for them first and waits for them (``cold_compile.fetch``): a
+    program that plays is never compiled for on the audio thread, and a scene
+    switch that waits here keeps the old program playing. Control thread only.
     """
     with _install_lock:
         missing = {
@@ -123,18 +126,19 @@ def ensure_kernels(opcodes: Iterable[int]) -> None:
             if op not in _installed and op in _KERNEL_OPS
         }
         if missing:
+            fetch(missing.values())
             install_kernels(missing)
             _installed.update(missing)
 
 
 _KERNEL_OPS = {int(op) for op in KERNELS}
-# A cold cache is filled by all cores at once (a worker process stops there);
-# every kernel is then in the cache (the workers' claims say so, or, with one
-# process or a failed worker, installing them all here makes it so), so no
-# later graph load compiles anything. Each program's kernels are loaded when
-# it is compiled: a start loads the few it plays, not all 35.
+# A cold cache is filled by worker processes in the background (a worker
+# stops here) while this process goes on: each program's kernels are fetched
+# first when it is compiled (ensure_kernels). With one process, everything is
+# compiled here, now. A warm start loads the few kernels its programs play,
+# not all 35.
 if not compile_kernels(KERNELS):
-    if not kernels_compiled():
+    if not kernels_compiled() and running() is None:
         ensure_kernels(KERNELS)
         mark_kernels_compiled()
     set_kernel_loader(ensure_kernels)
