@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from engine.control.osc_heart import PRESET_ORDER, OscHeartRate, parse_bridges
 from engine.control.osc_server import OscServer
@@ -23,15 +23,6 @@ from engine.sensors.hr_sim import send_beats, simulate
 HOST = "127.0.0.1"
 ROOT = Path(__file__).parents[2]
 HEART = Path(__file__).parent / "data" / "heart.yaml"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def heart_player() -> ScenePlayer:

@@ -11,14 +11,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import free_port, playing  # tests/control, on the path
 from osc_fuzz_corpus import fuzz_datagrams  # tests/control, on the path
+from polling import wait_for
 from pythonosc.udp_client import SimpleUDPClient
 
 from engine.control.osc_surface import (
@@ -37,15 +36,6 @@ HOST = "127.0.0.1"
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests" / "scenes" / "data"
 GAME = DATA / "game.yaml"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def game_player() -> ScenePlayer:

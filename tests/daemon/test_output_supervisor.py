@@ -16,10 +16,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import sounddevice as sd
+from polling import wait_for
 
 from engine.daemon.output_supervisor import OutputState, OutputStatus, OutputSupervisor
 from engine.daemon.portaudio_instance import PortAudioHost
@@ -61,15 +62,6 @@ def test_in_a_process_of_its_own() -> None:
         f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
     )
     assert "3 passed" in result.stdout, result.stdout[-2000:]
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 @pytest.fixture

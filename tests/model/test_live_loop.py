@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from polling import wait_for
 from scene_audio import player_for, rms_db, scene_copy  # tests/model
 
 from engine.control.osc_surface import OscSettings, OscSurface
@@ -24,15 +24,6 @@ STRICT_RT = os.environ.get("SOUNDSCAPE_STRICT_RT") == "1"
 MAX_UNDERFLOW_RATIO = 0.0 if STRICT_RT else 0.01  # as tests/rt/test_live.py
 GLIDE_S = 2.0  # the focus bindings' smoothing_ms
 RATE = 48000
-
-
-def wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_hr_sim_over_osc_through_the_model_calms_focus_live(

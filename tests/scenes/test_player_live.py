@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from engine.rt.engine import Engine
 from engine.rt.live import LivePlayer
@@ -22,16 +22,8 @@ STRICT_RT = os.environ.get("SOUNDSCAPE_STRICT_RT") == "1"
 MAX_UNDERFLOW_RATIO = 0.0 if STRICT_RT else 0.01  # underflows / callbacks
 BLOCK = 128
 WARMUP_S = 0.5
+LOAD_TIMEOUT_S = 20.0  # a switch measures and compiles: seconds when busy
 GAME = Path(__file__).parent / "data" / "game.yaml"
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _switch_and_reload(tmp_path: Path) -> tuple[StatsSnapshot, float, list[str]]:
@@ -55,18 +47,18 @@ def _switch_and_reload(tmp_path: Path) -> tuple[StatsSnapshot, float, list[str]]
         warm = live.snapshot()
         fades = engine.fades_done
         player.load(rain, fade_s=1.0)  # scene switch: measured, compiled, faded
-        assert _wait(lambda: engine.fades_done > fades)
+        assert wait_for(lambda: engine.fades_done > fades, timeout_s=LOAD_TIMEOUT_S)
         player.set_input("intensity", 0.9)
         player.watch(interval_s=0.1)
         # A saved edit crossfades in (the watcher measures and compiles it).
         time.sleep(0.3)
         rain.write_text(rain.read_text().replace("gain_db: -10", "gain_db: -14"))
-        assert _wait(lambda: engine.fades_done > fades + 1)
+        assert wait_for(lambda: engine.fades_done > fades + 1, timeout_s=LOAD_TIMEOUT_S)
         assert player.scene["layers"]["roof"]["gain_db"] == -14
         # A broken edit is reported and the edited version keeps playing.
         time.sleep(0.3)
         rain.write_text(rain.read_text().replace("texture: rain", "texture: rian"))
-        assert _wait(lambda: bool(errors))
+        assert wait_for(lambda: bool(errors), timeout_s=LOAD_TIMEOUT_S)
         time.sleep(0.5)
         end = live.snapshot()
         player.stop_watching()
