@@ -456,3 +456,124 @@ def test_mutated_datagrams_end_the_same_through_both_paths(client):
     finally:
         fast.close()
         slow.close()
+
+
+def hold_target(served: Served, name: str, value: float) -> float:
+    """The hold gain ScenePlayer.set_input schedules for ``name`` at ``value``
+    in the player's current state, clamped as the ring's EV_SET clamps it."""
+    player = served.player
+    ref = served.engine.current.param(f"hold_{name}", "gain_db")
+    hold_db = player._loaded.hold_db(player.state, name, value)  # type: ignore[union-attr]
+    return min(max(hold_db, ref.minimum), ref.maximum)
+
+
+def test_held_input_sets_write_what_the_ring_would_across_state_changes(client):
+    # game.yaml's danger is held (its hold_danger gain follows it on each
+    # state's curve). Live, plain sets go the fast way, before, across and
+    # during state fades; each step renders a block on both and compares
+    # every field of every parameter.
+    fast = Served(fast=True, scene=GAME, hold=True, live=True)
+    slow = Served(fast=False, scene=GAME, hold=True, live=True)
+    try:
+        p = "/soundscape/input/danger"
+        rng = np.random.default_rng(5)
+        types = ["f", "d", "i", "h"]
+
+        def step(k: int, value: float | None, n_frames: int = 128) -> int:
+            """Send a set (if any) to both, render; returns fast sets taken."""
+            before = fast.fast_applied()
+            if value is not None:
+                tag = types[k % 4]
+                arg = round(value) if tag in "ih" else value
+                packet = encode_message(p, [arg], tag)
+                send(client, fast, packet)
+                send(client, slow, packet)
+            taken = fast.fast_applied() - before
+            for served in (fast, slow):
+                served.engine.render(n_frames)
+            fast_params = fast.engine.current.params
+            slow_params = slow.engine.current.params
+            assert fast_params.tobytes() == slow_params.tobytes(), (
+                f"step {k} (danger {value}, state {fast.player.state}): params "
+                f"differ at {np.argwhere(fast_params != slow_params).tolist()}"
+            )
+            assert dict(fast.player.inputs.values) == dict(slow.player.inputs.values)
+            return taken
+
+        hold = fast.engine.current.param("hold_danger", "gain_db").column
+        k = 0
+        for _ in range(12):  # the first state's curve
+            assert step(k, float(rng.uniform(0.0, 1.0))) == 1
+            k += 1
+        value = fast.player.inputs.values["danger"]
+        assert fast.targets()[hold] == hold_target(fast, "danger", value)
+        # Combat lands on the next bar (up to 2 s ahead) and fades over 1 s:
+        # sets go on in 0.05 s steps until well after it.
+        ats = {served.player.set_state("combat") for served in (fast, slow)}
+        assert len(ats) == 1
+        (at,) = ats
+        # The first set after a state change is Python's (the table is
+        # stale: the loop would hold with the old state's curve); then the
+        # loop's again, with combat's.
+        assert step(k, float(rng.uniform(0.0, 1.0)), n_frames=RATE // 20) == 0
+        k += 1
+        curves_differ = False
+        while fast.engine.frame < at + 2 * RATE:
+            value = float(rng.uniform(0.0, 1.0))
+            assert step(k, value, n_frames=RATE // 20) == 1
+            k += 1
+            explore = fast.player._loaded.hold_db("explore", "danger", value)  # type: ignore[union-attr]
+            curves_differ |= explore != hold_target(fast, "danger", value)
+        assert curves_differ, "combat holds danger as explore does: a weak test"
+        # Explore applies at once, fading over 2 s: after the first set
+        # (Python's), the fast path holds with explore's curve during it.
+        for served in (fast, slow):
+            served.player.set_state("explore")
+        assert step(k, 0.75) == 0
+        k += 1
+        for _ in range(20):
+            assert step(k, float(rng.uniform(0.0, 1.0)), n_frames=RATE // 40) == 1
+            k += 1
+        value = fast.player.inputs.values["danger"]
+        assert fast.targets()[hold] == hold_target(fast, "danger", value)
+        assert fast.api.counters() == slow.api.counters()
+        assert fast.fast_applied() == fast.api.counters()["applied"] - 2
+    finally:
+        fast.close()
+        slow.close()
+
+
+def test_a_held_set_right_after_a_state_change_waits_for_python(client):
+    served = Served(fast=True, scene=GAME, hold=True, live=True)
+    try:
+        p = "/soundscape/input/danger"
+        player = served.player
+        send(client, served, encode_message(p, [0.5], "f"))
+        assert served.fast_applied() == 1
+        player.set_state("explore")  # at once: its hold ramp is in the ring
+        assert served.engine.ring.pending > 0
+        # The first set finds the table stale (Python's, which builds it
+        # again); the second finds the ramp still in the ring: Python's too,
+        # or it would overtake it (its EV_SET goes after the ramp's).
+        for value in (0.25, 0.375):
+            send(client, served, encode_message(p, [value], "f"))
+        assert served.fast_applied() == 1
+        assert served.api.counters()["applied"] == 3
+        assert served.server.fast.tables_built >= 2
+        served.engine.render(128)  # the audio thread takes the ring
+        send(client, served, encode_message(p, [0.75], "f"))
+        assert served.fast_applied() == 2
+        hold = served.engine.current.param("hold_danger", "gain_db").column
+        assert served.targets()[hold] == hold_target(served, "danger", 0.75)
+        assert player.inputs.values["danger"] == 0.75
+        # Offline (events wait for the renderer's pump), held sets stay
+        # Python's: the loop could only keep the ring's order.
+        offline = Served(fast=True, scene=GAME, hold=True)
+        try:
+            send(client, offline, encode_message(p, [0.5], "f"))
+            assert offline.fast_applied() == 0
+            assert offline.api.counters()["applied"] == 1
+        finally:
+            offline.close()
+    finally:
+        served.close()
