@@ -1,8 +1,9 @@
 """The GIL-free receive path (engine/control/osc_fast_path.py) over real UDP on
 127.0.0.1: the same datagrams through it and through the Python path write the
 same bits; what it must not take goes to Python; tables follow scene loads and
-handler changes; one rate limit and one set of counters across both paths;
-liblo's oscsend as a peer; and the switch that turns it off."""
+handler changes and state changes (held inputs); one rate limit and one set
+of counters across both paths; liblo's oscsend as a peer; and the switch
+that turns it off."""
 
 from __future__ import annotations
 
@@ -226,9 +227,10 @@ def test_what_the_fast_path_does_not_take_goes_to_python(fast, client):
     assert counts["applied"] == 4 and counts["rejected"] == 2 and counts["clamped"] == 1
 
 
-def test_an_input_a_state_trims_stays_on_the_python_path(client):
+def test_an_input_a_state_trims_stays_on_the_python_path_offline(client):
     # game.yaml's danger moves the scene's loudness: the player holds it with
-    # a hold_db event through the ring, which only Python schedules.
+    # a hold_db event, which offline waits in the schedule for the renderer's
+    # pump (live, the loop takes it: see the held-input tests below).
     held = Served(fast=True, scene=GAME, hold=True)
     try:
         trims = held.player._loaded.input_trims_db  # type: ignore[union-attr]
@@ -575,5 +577,33 @@ def test_a_held_set_right_after_a_state_change_waits_for_python(client):
             assert offline.api.counters()["applied"] == 1
         finally:
             offline.close()
+    finally:
+        served.close()
+
+
+def test_liblo_oscsend_sets_a_held_input_of_a_shipped_scene_the_fast_way():
+    oscsend = shutil.which("oscsend")
+    if oscsend is None:
+        pytest.skip("liblo-tools (oscsend) is not installed")
+    rain = Path(__file__).parents[2] / "scenes" / "rain.yaml"
+    served = Served(fast=True, scene=rain, hold=True, live=True)
+    try:
+        trims = served.player._loaded.input_trims_db  # type: ignore[union-attr]
+        assert "intensity" in trims[served.player.state]  # held, as it ships
+        port = str(served.server.port)
+        for n, value in enumerate(("0.25", "0.875"), start=1):
+            subprocess.run(
+                [oscsend, "localhost", port, "/soundscape/input/intensity"]
+                + ["f", value],
+                check=True,
+                timeout=10,
+            )
+            # Counted after the value, the followers and the hold are written.
+            assert wait_for(lambda n=n: served.fast_applied() == n)
+            served.engine.render(128)  # as the audio thread would, between sets
+        assert served.player.inputs.values["intensity"] == 0.875
+        hold = served.engine.current.param("hold_intensity", "gain_db").column
+        assert served.targets()[hold] == hold_target(served, "intensity", 0.875)
+        assert served.targets()[hold] != 0.0  # the curve moved it
     finally:
         served.close()
