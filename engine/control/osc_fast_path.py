@@ -29,10 +29,14 @@ state's points. A state change (or a load) moves the player's
 ``state_changes`` counter, which the table carries: the next datagram goes
 to Python, which builds the table with the new state's curve, and the
 state's hold ramps, in the ring until the audio thread takes them, keep
-the sets after them on Python's path. (What is left, as for reloads below:
-a set the loop checked just before a state change and writes just after,
-while the state change reads the input's old value for its ramp, leaves
-that ramp's target at the old value until the next set.)
+the sets after them on Python's path. A state change can also land
+between the loop's check and its write, and read the input's old value
+for its hold ramp: so after writing a held input the loop reads the
+counter again (behind a memory fence; ``set_state`` moves it, then takes
+the engine's schedule lock, then reads the inputs) and, if it moved, hands
+the datagram to Python after all, which sets the same value again and
+schedules the hold after the state's ramp (its token and "received" given
+back, so nothing counts twice).
 
 The loop matches the exact address bytes and type tags against a
 :class:`FastTable`,
@@ -73,6 +77,7 @@ from typing import Any
 import llvmlite.binding as llvm_binding
 import numpy as np
 from numba import njit, types
+from numba.extending import intrinsic
 
 from engine.dsp.layout import P_TARGET
 from engine.rt.clock import rt_now_ns, rt_thread_cpu_ns
@@ -137,12 +142,29 @@ _recvfrom = types.ExternalFunction(
 )
 
 
+@intrinsic
+def _memory_fence(typingctx):
+    """A full barrier (mfence on x86): the stores before it are visible to
+    other threads before the loads after it are made."""
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@njit(nogil=True, cache=True)
+def _bucket_start(key, mask):
+    return ((key ^ (key >> 15)) * 2654435761) & mask
+
+
 @njit(nogil=True, cache=True)
 def take_tokens(keys, tokens, last_ns, key, n_tokens, now_ns, rate_hz, burst):
     """Take ``n_tokens`` from source ``key``'s bucket; False if it has fewer
     (then nothing is taken). Bounded: at most _PROBES slots looked at."""
     mask = keys.shape[0] - 1
-    start = ((key ^ (key >> 15)) * 2654435761) & mask
+    start = _bucket_start(key, mask)
     slot = -1
     oldest = start
     for probe in range(_PROBES):
@@ -165,6 +187,19 @@ def take_tokens(keys, tokens, last_ns, key, n_tokens, now_ns, rate_hz, burst):
         return False
     tokens[slot] -= n_tokens
     return True
+
+
+@njit(nogil=True, cache=True)
+def give_back_token(keys, tokens, key, burst):
+    """Return one token to source ``key``'s bucket (a datagram handed to
+    Python after all, which takes its own)."""
+    mask = keys.shape[0] - 1
+    start = _bucket_start(key, mask)
+    for probe in range(_PROBES):
+        at = (start + probe) & mask
+        if keys[at] == key:
+            tokens[at] = min(burst, tokens[at] + 1.0)
+            return
 
 
 @njit(nogil=True, cache=True)
@@ -334,6 +369,18 @@ def receive_loop(
                 column = columns[follower]
                 for voice in range(voices[follower]):
                     targets[column + voice] = target
+            if kind[entry] == KIND_HELD_INPUT:
+                # A state change since the check (set_state moves the
+                # counter before it reads the inputs for its hold ramps) may
+                # have read the old value, and this hold is on the old
+                # curve: Python sets it again (the same value and followers,
+                # and the hold after the state's ramp). The fence makes the
+                # value written visible before the counter is read again.
+                _memory_fence()
+                if state_changes[0] != state_count:
+                    counters[F_RECEIVED] -= 1
+                    give_back_token(keys, tokens, key, burst)
+                    return n_bytes
             counters[F_APPLIED] += 1
         else:
             counters[F_RATE_LIMITED] += 1

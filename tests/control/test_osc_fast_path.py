@@ -607,3 +607,87 @@ def test_liblo_oscsend_sets_a_held_input_of_a_shipped_scene_the_fast_way():
         assert served.targets()[hold] != 0.0  # the curve moved it
     finally:
         served.close()
+
+
+def test_held_sets_racing_state_changes_end_on_the_state_curve(client, tmp_path):
+    # Sets from a sender thread while the test thread changes state and
+    # renders blocks (as the audio thread would): whichever path each set
+    # takes and however they interleave, once all is handled and the fades
+    # are over, the hold gain is the final state's curve at the final value.
+    # (Both states apply at once here: a bar-quantized ramp would land after
+    # later sets and hold the value it read, on either path.)
+    scene = tmp_path / "game.yaml"
+    scene.write_text(GAME.read_text().replace("quantize: bar", "quantize: none"))
+    served = Served(fast=True, scene=scene, hold=True, live=True)
+    try:
+        p = "/soundscape/input/danger"
+        values = np.random.default_rng(9).uniform(0.0, 1.0, 400)
+        before = served.handled()
+
+        def sender() -> None:
+            for k, value in enumerate(values):
+                client.sendto(encode_message(p, [float(value)], "d"), served.address)
+                if k % 8 == 0:
+                    time.sleep(0.001)
+
+        import threading
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        k = 0
+        while thread.is_alive():
+            served.player.set_state("combat" if k % 2 else "explore")
+            for _ in range(1 + k % 3):
+                served.engine.render(128)
+            k += 1
+        thread.join()
+        assert wait_for(lambda: served.handled() == before + len(values))
+        served.engine.render(RATE // 10)  # the ring's last events applied
+        assert served.player.inputs.values["danger"] == values[-1]
+        hold = served.engine.current.param("hold_danger", "gain_db").column
+        want = hold_target(served, "danger", values[-1])
+        params = served.engine.current.params
+        assert params[P_TARGET, hold] == want
+        assert k >= 4, "no state change raced the sets"
+        assert 0 < served.fast_applied() < served.api.counters()["applied"]
+    finally:
+        served.close()
+
+
+def test_a_state_change_between_check_and_write_hands_the_set_to_python(client):
+    # The loop reads the state counter again after writing a held input: a
+    # state change that landed meanwhile may have read the old value for its
+    # hold ramp. Here the "counter" the table carries is the input's own
+    # slot (its bits), so each fast write moves it, deterministically: every
+    # held set is written, then handed to Python, which sets it again; its
+    # token and "received" are given back, so nothing counts twice.
+    from dataclasses import replace
+
+    served = Served(fast=True, scene=GAME, hold=True, live=True, rate_hz=1e-6, burst=3)
+    try:
+        slot = served.player.inputs.values.index["danger"]
+        values = served.player.inputs.values.array
+        rigged = values[slot : slot + 1].view(np.int64)
+
+        def provider(handlers):
+            table, ctl = served.api.fast_table(handlers)
+            return replace(table, state_changes=rigged, state_count=int(rigged[0])), ctl
+
+        served.server.set_fast_provider(provider)
+        p = "/soundscape/input/danger"
+        for value in (0.5, 0.75, 0.25):
+            send(client, served, encode_message(p, [value], "f"))
+            served.engine.render(128)  # the ring drained: the loop takes it
+        assert served.fast_applied() == 0
+        counts = served.server.counters()
+        assert counts["received"] == 3 and counts["rate_limited"] == 0
+        assert served.api.counters()["applied"] == 3
+        assert served.player.inputs.values["danger"] == 0.25
+        hold = served.engine.current.param("hold_danger", "gain_db").column
+        assert served.targets()[hold] == hold_target(served, "danger", 0.25)
+        # The bucket is spent (burst 3, no refill): the loop took and gave
+        # back, Python took one per set.
+        send(client, served, encode_message(p, [0.5], "f"))
+        assert served.server.counters()["rate_limited"] == 1
+    finally:
+        served.close()
