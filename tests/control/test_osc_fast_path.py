@@ -11,8 +11,10 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -630,8 +632,6 @@ def test_held_sets_racing_state_changes_end_on_the_state_curve(client, tmp_path)
                 if k % 8 == 0:
                     time.sleep(0.001)
 
-        import threading
-
         thread = threading.Thread(target=sender)
         thread.start()
         k = 0
@@ -661,8 +661,6 @@ def test_a_state_change_between_check_and_write_hands_the_set_to_python(client):
     # slot (its bits), so each fast write moves it, deterministically: every
     # held set is written, then handed to Python, which sets it again; its
     # token and "received" are given back, so nothing counts twice.
-    from dataclasses import replace
-
     served = Served(fast=True, scene=GAME, hold=True, live=True, rate_hz=1e-6, burst=3)
     try:
         slot = served.player.inputs.values.index["danger"]
