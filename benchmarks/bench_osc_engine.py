@@ -25,10 +25,14 @@ CLOCK_MONOTONIC, which processes share on Linux.
   Input and layer-parameter sets also run with the GIL-free fast path on
   and off, interleaved ("input fast" / "input python", "param fast" / "param
   python": engine/control/osc_fast_path.py): the scene played without
-  loudness holding, since a held input's hold_db event keeps it on the
-  Python path. Those messages carry one float64 value that names their
-  sequence; the sender keeps the send times, and the engine side the write
-  times (the fast path's trace, or the wrapped Python handler).
+  loudness holding; "held fast" / "held python": the same input sets with
+  the player holding the scene's loudness as it does by default (danger's
+  hold_danger gain follows it on the state's curve: an EV_SET on the
+  Python path, one more follower on the fast path). ``--paths`` picks
+  which of input, param, held run. Those messages carry one float64 value
+  that names their sequence; the sender keeps the send times, and the
+  engine side the write times (the fast path's trace, or the wrapped Python
+  handler).
 - output: a parameter jump (ramp 0: the calm layer's 440 Hz sine cut and
   restored) -> the output changes; frames from the engine frame when the
   message was handled to the first frame that breaks the sine's recurrence
@@ -523,7 +527,9 @@ def measure_latency(seconds: float, busy: bool, path: str) -> dict:
 
 
 # path: (offset, scale) of the values sent (0.2..0.8 scaled)
-TRACED_VALUES = {"input": (0.0, 1.0), "param": (300.0, 500.0)}
+TRACED_VALUES = {"input": (0.0, 1.0), "param": (300.0, 500.0), "held": (0.0, 1.0)}
+# Traced paths: "held" is the input, the scene holding its loudness.
+TRACED_PATHS = ("input", "param", "held")
 
 
 def measure_traced_latency(
@@ -532,12 +538,13 @@ def measure_traced_latency(
     """Send time -> input written or layer parameter set (the target, or
     the event in the ring on the Python path), with the fast path on (its
     own trace) or off (the handler wrapped), the scene not holding
-    loudness."""
+    loudness (``path`` "held": holding it, the player's default)."""
     from engine.control.osc_fast_path import F_TRACED
 
-    playing = Playing(hr_bridge="none", hold_loudness=False, fast_path=fast)
+    held = path == "held"
+    playing = Playing(hr_bridge="none", hold_loudness=held, fast_path=fast)
     try:
-        address = LATENCY_PATHS[path][0]
+        address = LATENCY_PATHS["input" if held else path][0]
         offset, scale = TRACED_VALUES[path]
         server = playing.surface.server
         n_messages = int(200 * seconds)
@@ -705,12 +712,20 @@ def main() -> int:
         default=True,
         help="freeze start-up objects out of collections, as the surface does",
     )
+    parser.add_argument(
+        "--paths",
+        default=",".join(TRACED_PATHS),
+        help="latency: comma-separated of input, param, held",
+    )
     parser.add_argument("--send", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
         port, corpus, rate_hz = args.send.split("|")
         run_sender(int(port), corpus, float(rate_hz))
         return 0
+    paths = args.paths.split(",")
+    if set(paths) - set(TRACED_PATHS):
+        parser.error(f"--paths: use some of {TRACED_PATHS}")
     only = args.only.split(",")
     unknown = set(only) - set(SCENARIOS)
     if unknown:
@@ -772,9 +787,11 @@ def main() -> int:
                 for busy in (False, True):
                     where = "busy" if busy else "idle"
                     for path in LATENCY_PATHS:
+                        if path not in paths:
+                            continue
                         row = measure_latency(latency_s, busy, path)
                         latency.setdefault(f"{path}, {where}", []).append(row)
-                    for path in LATENCY_PATHS:
+                    for path in paths:
                         for fast in (True, False):
                             row = measure_traced_latency(latency_s, busy, fast, path)
                             way = "fast" if fast else "python"
@@ -786,7 +803,7 @@ def main() -> int:
                 f"{'case':<22} {'run':>3} {'n':>5} {'p50 us':>7} {'p99 us':>7} "
                 f"{'max us':>7} {'load':>5} {'steal ms':>8} {'gc max ms':>9} "
                 f"{'busy cpu-wait %':>15} {'recv cpu-wait ms':>16} "
-                f"{'busy loops/s':>12} {'pump wakes/s':>12}"
+                f"{'busy loops/s':>12} {'pump wakes/s':>12} {'fast':>5}"
             )
             for name, rows in latency.items():
                 for k, row in enumerate(rows):
@@ -798,7 +815,8 @@ def main() -> int:
                         f"{row.get('busy_thread_waiting_for_cpu_pct', '-')!s:>15} "
                         f"{row['receive_thread_cpu_wait_ms']:>16} "
                         f"{row.get('busy_loops_per_s', '-')!s:>12} "
-                        f"{row['pump_wakeups_per_s']:>12}"
+                        f"{row['pump_wakeups_per_s']:>12} "
+                        f"{row.get('fast_applied', '-')!s:>5}"
                     )
         if "output" in only:
             rows = [measure_output_change(10 if args.quick else 40) for _ in runs]

@@ -36,13 +36,15 @@ applied at the next block and counted ``late``); any other message applies at
 the next block, plus the parameter's ramp or smoothing. Scene loads and the
 sleep timer ignore timetags (they are not sample-accurate operations).
 
-Fast path: plain sets of an input no state trims (``/input/<name> n``, one
-argument, in range, from loopback), and live, of a layer parameter without a
-ramp while the event ring is empty, are taken by the server's GIL-free loop
-(:mod:`engine.control.osc_fast_path`) with the same effect as the handler:
-the input's value, the targets, the counters (``applied``).
-The API gives the server the table for it (:meth:`OscApi.fast_table`) and
-the server rebuilds it at every scene or handler change.
+Fast path: plain sets of an input (``/input/<name> n``, one argument, in
+range, from loopback), and live, of a layer parameter without a ramp, are
+taken by the server's GIL-free loop (:mod:`engine.control.osc_fast_path`)
+with the same effect as the handler: the input's value, the targets, the
+held input's loudness hold on the current state's curve, the counters
+(``applied``). A held input (its hold is an event) and a layer parameter go
+that way only live and while the event ring is empty. The API gives the
+server the table for it (:meth:`OscApi.fast_table`) and the server rebuilds
+it at every scene, state or handler change.
 
 Threads: handlers run on the OSC receive threads (UDP and TCP) and only check,
 convert and hand over to the player (which takes its own lock); scene loads run
@@ -471,17 +473,19 @@ class OscApi:
 
     def fast_table(self, handlers: dict[str, Callable[..., None]]) -> Any:
         """``(FastTable, engine ctl)`` for the server's fast path: the inputs
-        whose address still has this API's handler in ``handlers`` and that no
-        state trims (their ``hold_db`` goes through the event ring: Python's),
-        and, where the engine hands events to the ring as they are scheduled
-        (live), the layer parameters likewise, for the scene and program
-        playing now; None when nothing plays.
+        whose address still has this API's handler in ``handlers``, and, where
+        the engine hands events to the ring as they are scheduled (live), the
+        layer parameters likewise and the inputs the player holds (their
+        ``hold_db`` is an EV_SET on the Python path: the loop writes it with
+        the current state's curve, while the ring is empty), for the scene,
+        state and program playing now; None when nothing plays.
 
         Called on the UDP receive thread when the table is stale."""
         from contextlib import nullcontext
 
         from engine.control.osc_fast_path import FastTable
         from engine.rt.core import C_REQUEST
+        from engine.scenes.format import hold_node
 
         player = self.player
         with getattr(player, "_lock", None) or nullcontext():
@@ -489,21 +493,26 @@ class OscApi:
             program = self.engine.current
             if inputs is None or program is None:
                 return None
-            held: set[str] = set()
-            loaded = getattr(player, "_loaded", None)
-            for trims in getattr(loaded, "input_trims_db", {}).values():
-                held.update(trims)
-            routes = {
-                address: name
-                for address, (name, handler) in self._input_routes.items()
-                if handlers.get(address) is handler
-                and name not in held
-                and name in inputs.specs
-            }
-            params = {}
             # Offline, a set waits in the schedule behind any event there;
             # live, every due event is already in the ring the loop checks.
-            if self.pump_frames and getattr(self.engine, "_deliver_frames", 0):
+            live = bool(self.pump_frames and getattr(self.engine, "_deliver_frames", 0))
+            loaded = getattr(player, "_loaded", None)
+            trims = getattr(loaded, "input_trims_db", {})
+            # As ScenePlayer.set_input: held where the current state holds it.
+            curves = trims.get(getattr(player, "state", None), {})
+            routes = {}
+            holds = {}
+            for address, (name, handler) in self._input_routes.items():
+                if handlers.get(address) is not handler or name not in inputs.specs:
+                    continue
+                if name in curves:
+                    if not live:
+                        continue  # offline, its hold waits in the schedule
+                    xs, ys = curves[name]
+                    holds[name] = (hold_node(name), xs, ys)
+                routes[address] = name
+            params = {}
+            if live:
                 scene = player.scene
                 for address, (names, handler) in self._param_routes.items():
                     layer, node, param = names
@@ -514,8 +523,17 @@ class OscApi:
                     copies = layer_copies(scene, layer)
                     params[address] = (param, [f"{c}.{node}" for c in copies])
             request = int(self.engine.ctl[C_REQUEST])
+            state_changes = getattr(player, "state_changes", None)
             table = FastTable.build(
-                routes, inputs, program, request, self.engine.ring.positions, params
+                routes,
+                inputs,
+                program,
+                request,
+                self.engine.ring.positions,
+                params,
+                holds=holds,
+                state_changes=state_changes,
+                state_count=int(state_changes[0]) if state_changes is not None else 0,
             )
         return table, self.engine.ctl
 

@@ -10,15 +10,33 @@ and handles the commonest message whole, never holding the GIL:
     /soundscape/input/<name> <one f, i, d, h, T or F argument>
     /soundscape/layer/<layer>/<node>/<param> <one f, i, d or h argument>
 
-from an IPv4 loopback source, in the input's or parameter's range, to an
-input that no state trims (no ``hold_db`` events: those go through the event
-ring). A layer parameter's set is an ``EV_SET`` in the event ring on the
-Python path, applied at the next block after any event already in the ring;
-the loop writes the target directly, so it takes one only while the ring is
-empty (RESULTS.md's "ring-order catch": a plain set must not overtake a ramp
-sent just before it), and only where events are handed to the ring as they
-are scheduled (live playback, ``Engine.deliver_ahead``): events timed later
-apply after the set on either path.
+from an IPv4 loopback source, in the input's or parameter's range. A layer
+parameter's set is an ``EV_SET`` in the event ring on the Python path,
+applied at the next block after any event already in the ring; the loop
+writes the target directly, so it takes one only while the ring is empty
+(RESULTS.md's "ring-order catch": a plain set must not overtake a ramp sent
+just before it), and only where events are handed to the ring as they are
+scheduled (live playback, ``Engine.deliver_ahead``): events timed later
+apply after the set on either path. A ramp already taken by the audio
+thread needs nothing more: an ``EV_SET`` moves the target and leaves the
+ramp's slew running, and so does the loop's write.
+
+An input the player holds (``ScenePlayer.set_input`` also schedules an
+``EV_SET`` of ``hold_<input>.gain_db`` on the current state's curve) is
+taken under the same rule as a layer parameter, live only and while the ring
+is empty: its hold gain is one more follower, a straight line through that
+state's points. A state change (or a load) moves the player's
+``state_changes`` counter, which the table carries: the next datagram goes
+to Python, which builds the table with the new state's curve, and the
+state's hold ramps, in the ring until the audio thread takes them, keep
+the sets after them on Python's path. A state change can also land
+between the loop's check and its write, and read the input's old value
+for its hold ramp: so after writing a held input the loop reads the
+counter again (behind a memory fence; ``set_state`` moves it, then takes
+the engine's schedule lock, then reads the inputs) and, if it moved, hands
+the datagram to Python after all, which sets the same value again and
+schedules the hold after the state's ramp (its token and "received" given
+back, so nothing counts twice).
 
 The loop matches the exact address bytes and type tags against a
 :class:`FastTable`,
@@ -59,6 +77,7 @@ from typing import Any
 import llvmlite.binding as llvm_binding
 import numpy as np
 from numba import njit, types
+from numba.extending import intrinsic
 
 from engine.dsp.layout import P_TARGET
 from engine.rt.clock import rt_now_ns, rt_thread_cpu_ns
@@ -85,6 +104,9 @@ SLOW_HANDLING_NS = 5_000_000  # as osc_server.SLOW_HANDLING_NS
 # Entry kinds: what a matched address sets.
 KIND_INPUT = 0  # a scene input: its value, then its followers
 KIND_PARAM = 1  # a layer parameter: its copies' columns, if the ring is empty
+# A scene input the player holds the loudness of: its value and followers,
+# then its hold gain (an EV_SET on the Python path): if the ring is empty.
+KIND_HELD_INPUT = 2
 # Follower curves: how the value becomes the target.
 CURVE_LINEAR = 0  # np.interp over the mapping's points
 CURVE_EXP = 1  # exp of np.interp over log values
@@ -120,12 +142,29 @@ _recvfrom = types.ExternalFunction(
 )
 
 
+@intrinsic
+def _memory_fence(typingctx):
+    """A full barrier (mfence on x86): the stores before it are visible to
+    other threads before the loads after it are made."""
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@njit(nogil=True, cache=True)
+def _bucket_start(key, mask):
+    return ((key ^ (key >> 15)) * 2654435761) & mask
+
+
 @njit(nogil=True, cache=True)
 def take_tokens(keys, tokens, last_ns, key, n_tokens, now_ns, rate_hz, burst):
     """Take ``n_tokens`` from source ``key``'s bucket; False if it has fewer
     (then nothing is taken). Bounded: at most _PROBES slots looked at."""
     mask = keys.shape[0] - 1
-    start = ((key ^ (key >> 15)) * 2654435761) & mask
+    start = _bucket_start(key, mask)
     slot = -1
     oldest = start
     for probe in range(_PROBES):
@@ -148,6 +187,19 @@ def take_tokens(keys, tokens, last_ns, key, n_tokens, now_ns, rate_hz, burst):
         return False
     tokens[slot] -= n_tokens
     return True
+
+
+@njit(nogil=True, cache=True)
+def give_back_token(keys, tokens, key, burst):
+    """Return one token to source ``key``'s bucket (a datagram handed to
+    Python after all, which takes its own)."""
+    mask = keys.shape[0] - 1
+    start = _bucket_start(key, mask)
+    for probe in range(_PROBES):
+        at = (start + probe) & mask
+        if keys[at] == key:
+            tokens[at] = min(burst, tokens[at] + 1.0)
+            return
 
 
 @njit(nogil=True, cache=True)
@@ -214,6 +266,8 @@ def receive_loop(
     generation,
     ctl,
     request,
+    state_changes,
+    state_count,
     keys,
     tokens,
     last_ns,
@@ -258,8 +312,14 @@ def receive_loop(
             return n_bytes
         started_ns = rt_now_ns()
         started_cpu_ns = rt_thread_cpu_ns()
-        if control[0] != generation or ctl[C_REQUEST] != request:
-            return n_bytes  # the table is stale: Python builds it again
+        if (
+            control[0] != generation
+            or ctl[C_REQUEST] != request
+            or state_changes[0] != state_count
+        ):
+            # The table is stale (a scene load, a handler or a state change:
+            # a held input's curve is the state's): Python builds it again.
+            return n_bytes
         if ctl[C_FADING] != 0 or ctl[C_ACCEPTED] != request:
             # A scene switch under way: a reload may be carrying the input
             # values over meanwhile (under the player's lock, which the
@@ -272,17 +332,19 @@ def receive_loop(
         entry = _match(buffer, n_bytes, addresses, address_bytes)
         if entry < 0:
             return n_bytes
-        flags = kind[entry] == KIND_INPUT
+        flags = kind[entry] != KIND_PARAM
         value = _value(buffer, n_bytes, address_bytes[entry], scratch, flags)
         # Out of range and non-finite (a counter's range is unbounded) go to
         # Python, which clamps or refuses, and answers.
         if not (np.isfinite(value) and low[entry] <= value <= high[entry]):
             return n_bytes
         if (
-            kind[entry] == KIND_PARAM
+            kind[entry] != KIND_INPUT
             and ring_positions[_RING_WRITE] != ring_positions[_RING_READ]
         ):
-            return n_bytes  # events wait in the ring: the set goes after them
+            # Events wait in the ring (a state's hold ramp, a layer's ramp):
+            # an EV_SET goes after them, so Python schedules it.
+            return n_bytes
         counters[F_RECEIVED] += 1
         key = (
             (np.int64(peer[4]) << 40)
@@ -293,7 +355,7 @@ def receive_loop(
             | np.int64(peer[3])
         )
         if take_tokens(keys, tokens, last_ns, key, 1.0, started_ns, rate_hz, burst):
-            if kind[entry] == KIND_INPUT:
+            if kind[entry] != KIND_PARAM:
                 values[slot[entry]] = value
             for follower in range(follow_start[entry], follow_end[entry]):
                 a, b = point_start[follower], point_end[follower]
@@ -307,6 +369,18 @@ def receive_loop(
                 column = columns[follower]
                 for voice in range(voices[follower]):
                     targets[column + voice] = target
+            if kind[entry] == KIND_HELD_INPUT:
+                # A state change since the check (set_state moves the
+                # counter before it reads the inputs for its hold ramps) may
+                # have read the old value, and this hold is on the old
+                # curve: Python sets it again (the same value and followers,
+                # and the hold after the state's ramp). The fence makes the
+                # value written visible before the counter is read again.
+                _memory_fence()
+                if state_changes[0] != state_count:
+                    counters[F_RECEIVED] -= 1
+                    give_back_token(keys, tokens, key, burst)
+                    return n_bytes
             counters[F_APPLIED] += 1
         else:
             counters[F_RATE_LIMITED] += 1
@@ -353,6 +427,10 @@ class FastTable:
     ring_positions: np.ndarray  # engine.ring.positions
     request: int  # engine.ctl[C_REQUEST] when built: a load makes it stale
     names: tuple[str, ...]  # input or layer.node.param of each entry
+    # The player's state-change counter, and its value when built: a state
+    # change makes the table stale (held inputs follow the state's curve).
+    state_changes: np.ndarray
+    state_count: int
 
     @classmethod
     def build(
@@ -363,15 +441,28 @@ class FastTable:
         request: int,
         ring_positions: np.ndarray,
         params: dict[str, tuple[str, list[str]]] | None = None,
+        holds: dict[str, tuple[str, list[float], list[float]]] | None = None,
+        state_changes: np.ndarray | None = None,
+        state_count: int = 0,
     ) -> FastTable:
         """A table for ``routes`` (address -> input name) of ``inputs`` (a
         SceneInputs) following into ``program`` (the engine's current one),
         and ``params`` (address -> (parameter, the nodes it sets: one per
         layer copy)), whose range is the first node's.
 
+        ``holds`` (input name -> (hold node, xs, ys)): the routed inputs the
+        player holds, each with its gain node's ``gain_db`` following the
+        value on the current state's curve (straight lines through ``(xs,
+        ys)``, as ``ScenePlayer.set_input`` schedules it); taken only while
+        the event ring is empty. ``state_changes[0] != state_count`` makes
+        the table stale.
+
         Raises KeyError for a node or parameter ``program`` does not have.
         """
         params = params or {}
+        holds = holds or {}
+        if state_changes is None:
+            state_changes = np.zeros(1, dtype=np.int64)
         padded = []
         for address in [*routes, *params]:
             raw = address.encode("utf-8")
@@ -402,7 +493,7 @@ class FastTable:
         for raw, name in zip(padded, routes.values(), strict=False):
             spec = inputs.specs[name]
             lo, hi = float(spec["minimum"]), float(spec["maximum"])
-            ints["kind"].append(KIND_INPUT)
+            ints["kind"].append(KIND_HELD_INPUT if name in holds else KIND_INPUT)
             ints["address_bytes"].append(len(raw))
             ints["slot"].append(inputs.values.index[name])
             floats["low"].append(lo)
@@ -425,6 +516,18 @@ class FastTable:
                 ints["point_start"].append(len(floats["xs"]))
                 floats["xs"] += xs
                 floats["ys"] += list(np.log(ys)) if exp else ys
+                ints["point_end"].append(len(floats["xs"]))
+            if name in holds:
+                node, xs, ys = holds[name]
+                ref = program.param(node, "gain_db")
+                ints["columns"].append(ref.column)
+                ints["voices"].append(ref.voices)
+                floats["param_low"].append(float(ref.minimum))
+                floats["param_high"].append(float(ref.maximum))
+                curves.append(CURVE_LINEAR)
+                ints["point_start"].append(len(floats["xs"]))
+                floats["xs"] += [float(x) for x in xs]
+                floats["ys"] += [float(y) for y in ys]
                 ints["point_end"].append(len(floats["xs"]))
             ints["follow_end"].append(len(ints["columns"]))
         for raw, (param, nodes) in zip(
@@ -455,6 +558,8 @@ class FastTable:
             ring_positions=ring_positions,
             request=request,
             names=names,
+            state_changes=state_changes,
+            state_count=int(state_count),
             **{k: np.array(v, dtype=np.int64) for k, v in ints.items()},
             **{k: np.array(v, dtype=np.float64) for k, v in floats.items()},
         )
@@ -569,8 +674,10 @@ class FastPath:
         table = self._table
         stale = generation != self._table_generation or (
             table is not None
-            and self._ctl is not None
-            and int(self._ctl[C_REQUEST]) != table.request
+            and (
+                (self._ctl is not None and int(self._ctl[C_REQUEST]) != table.request)
+                or int(table.state_changes[0]) != table.state_count
+            )
         )
         if stale:
             built = self._provider() if self._provider is not None else None
@@ -611,6 +718,8 @@ class FastPath:
             ring_positions=np.zeros(4, dtype=np.int64),
             request=0,
             names=(),
+            state_changes=np.zeros(1, dtype=np.int64),
+            state_count=0,
         )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
@@ -659,6 +768,8 @@ class FastPath:
             generation,
             ctl,
             t.request,
+            t.state_changes,
+            t.state_count,
             self.keys,
             self.tokens,
             self.last_ns,

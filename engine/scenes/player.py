@@ -245,6 +245,10 @@ class ScenePlayer:
         self._loaded: _Loaded | None = None
         self.inputs: SceneInputs | None = None
         self.state: str | None = None
+        # Moves (under the lock) before a state change or a new scene reads
+        # the inputs: the OSC fast path holds inputs with the state's curve,
+        # and compares this to know its table is stale.
+        self.state_changes = np.zeros(1, dtype=np.int64)
         self._voices: dict[str, _Voices] = {}
         self._origin = 0  # the frame the beat grid counts from
         self._watch_stop: threading.Event | None = None
@@ -385,6 +389,7 @@ class ScenePlayer:
 
     def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
         self.engine.load(loaded.program, fade_s=fade_s)
+        self.state_changes[0] += 1
         self._loaded = loaded
         scene = loaded.scene
         # The graph was built with the inputs' starting values as defaults.
@@ -579,6 +584,7 @@ class ScenePlayer:
                     f"no state {name!r}{did_you_mean(name, states)} (states: {known})"
                 )
             at = self.quantized(state["quantize"], frame)
+            self.state_changes[0] += 1
             for layer_name, layer in self.scene["layers"].items():
                 if layer["muted"]:
                     continue

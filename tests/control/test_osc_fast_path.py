@@ -1,8 +1,9 @@
 """The GIL-free receive path (engine/control/osc_fast_path.py) over real UDP on
 127.0.0.1: the same datagrams through it and through the Python path write the
 same bits; what it must not take goes to Python; tables follow scene loads and
-handler changes; one rate limit and one set of counters across both paths;
-liblo's oscsend as a peer; and the switch that turns it off."""
+handler changes and state changes (held inputs); one rate limit and one set
+of counters across both paths; liblo's oscsend as a peer; and the switch
+that turns it off."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -226,9 +229,10 @@ def test_what_the_fast_path_does_not_take_goes_to_python(fast, client):
     assert counts["applied"] == 4 and counts["rejected"] == 2 and counts["clamped"] == 1
 
 
-def test_an_input_a_state_trims_stays_on_the_python_path(client):
+def test_an_input_a_state_trims_stays_on_the_python_path_offline(client):
     # game.yaml's danger moves the scene's loudness: the player holds it with
-    # a hold_db event through the ring, which only Python schedules.
+    # a hold_db event, which offline waits in the schedule for the renderer's
+    # pump (live, the loop takes it: see the held-input tests below).
     held = Served(fast=True, scene=GAME, hold=True)
     try:
         trims = held.player._loaded.input_trims_db  # type: ignore[union-attr]
@@ -456,3 +460,234 @@ def test_mutated_datagrams_end_the_same_through_both_paths(client):
     finally:
         fast.close()
         slow.close()
+
+
+def hold_target(served: Served, name: str, value: float) -> float:
+    """The hold gain ScenePlayer.set_input schedules for ``name`` at ``value``
+    in the player's current state, clamped as the ring's EV_SET clamps it."""
+    player = served.player
+    ref = served.engine.current.param(f"hold_{name}", "gain_db")
+    hold_db = player._loaded.hold_db(player.state, name, value)  # type: ignore[union-attr]
+    return min(max(hold_db, ref.minimum), ref.maximum)
+
+
+def test_held_input_sets_write_what_the_ring_would_across_state_changes(client):
+    # game.yaml's danger is held (its hold_danger gain follows it on each
+    # state's curve). Live, plain sets go the fast way, before, across and
+    # during state fades; each step renders a block on both and compares
+    # every field of every parameter.
+    fast = Served(fast=True, scene=GAME, hold=True, live=True)
+    slow = Served(fast=False, scene=GAME, hold=True, live=True)
+    try:
+        p = "/soundscape/input/danger"
+        rng = np.random.default_rng(5)
+        types = ["f", "d", "i", "h"]
+
+        def step(k: int, value: float | None, n_frames: int = 128) -> int:
+            """Send a set (if any) to both, render; returns fast sets taken."""
+            before = fast.fast_applied()
+            if value is not None:
+                tag = types[k % 4]
+                arg = round(value) if tag in "ih" else value
+                packet = encode_message(p, [arg], tag)
+                send(client, fast, packet)
+                send(client, slow, packet)
+            taken = fast.fast_applied() - before
+            for served in (fast, slow):
+                served.engine.render(n_frames)
+            fast_params = fast.engine.current.params
+            slow_params = slow.engine.current.params
+            assert fast_params.tobytes() == slow_params.tobytes(), (
+                f"step {k} (danger {value}, state {fast.player.state}): params "
+                f"differ at {np.argwhere(fast_params != slow_params).tolist()}"
+            )
+            assert dict(fast.player.inputs.values) == dict(slow.player.inputs.values)
+            return taken
+
+        hold = fast.engine.current.param("hold_danger", "gain_db").column
+        k = 0
+        for _ in range(12):  # the first state's curve
+            assert step(k, float(rng.uniform(0.0, 1.0))) == 1
+            k += 1
+        value = fast.player.inputs.values["danger"]
+        assert fast.targets()[hold] == hold_target(fast, "danger", value)
+        # Combat lands on the next bar (up to 2 s ahead) and fades over 1 s:
+        # sets go on in 0.05 s steps until well after it.
+        ats = {served.player.set_state("combat") for served in (fast, slow)}
+        assert len(ats) == 1
+        (at,) = ats
+        # The first set after a state change is Python's (the table is
+        # stale: the loop would hold with the old state's curve); then the
+        # loop's again, with combat's.
+        assert step(k, float(rng.uniform(0.0, 1.0)), n_frames=RATE // 20) == 0
+        k += 1
+        curves_differ = False
+        while fast.engine.frame < at + 2 * RATE:
+            value = float(rng.uniform(0.0, 1.0))
+            assert step(k, value, n_frames=RATE // 20) == 1
+            k += 1
+            explore = fast.player._loaded.hold_db("explore", "danger", value)  # type: ignore[union-attr]
+            curves_differ |= explore != hold_target(fast, "danger", value)
+        assert curves_differ, "combat holds danger as explore does: a weak test"
+        # Explore applies at once, fading over 2 s: after the first set
+        # (Python's), the fast path holds with explore's curve during it.
+        for served in (fast, slow):
+            served.player.set_state("explore")
+        assert step(k, 0.75) == 0
+        k += 1
+        for _ in range(20):
+            assert step(k, float(rng.uniform(0.0, 1.0)), n_frames=RATE // 40) == 1
+            k += 1
+        value = fast.player.inputs.values["danger"]
+        assert fast.targets()[hold] == hold_target(fast, "danger", value)
+        assert fast.api.counters() == slow.api.counters()
+        assert fast.fast_applied() == fast.api.counters()["applied"] - 2
+    finally:
+        fast.close()
+        slow.close()
+
+
+def test_a_held_set_right_after_a_state_change_waits_for_python(client):
+    served = Served(fast=True, scene=GAME, hold=True, live=True)
+    try:
+        p = "/soundscape/input/danger"
+        player = served.player
+        send(client, served, encode_message(p, [0.5], "f"))
+        assert served.fast_applied() == 1
+        player.set_state("explore")  # at once: its hold ramp is in the ring
+        assert served.engine.ring.pending > 0
+        # The first set finds the table stale (Python's, which builds it
+        # again); the second finds the ramp still in the ring: Python's too,
+        # or it would overtake it (its EV_SET goes after the ramp's).
+        for value in (0.25, 0.375):
+            send(client, served, encode_message(p, [value], "f"))
+        assert served.fast_applied() == 1
+        assert served.api.counters()["applied"] == 3
+        assert served.server.fast.tables_built >= 2
+        served.engine.render(128)  # the audio thread takes the ring
+        send(client, served, encode_message(p, [0.75], "f"))
+        assert served.fast_applied() == 2
+        hold = served.engine.current.param("hold_danger", "gain_db").column
+        assert served.targets()[hold] == hold_target(served, "danger", 0.75)
+        assert player.inputs.values["danger"] == 0.75
+        # Offline (events wait for the renderer's pump), held sets stay
+        # Python's: the loop could only keep the ring's order.
+        offline = Served(fast=True, scene=GAME, hold=True)
+        try:
+            send(client, offline, encode_message(p, [0.5], "f"))
+            assert offline.fast_applied() == 0
+            assert offline.api.counters()["applied"] == 1
+        finally:
+            offline.close()
+    finally:
+        served.close()
+
+
+def test_liblo_oscsend_sets_a_held_input_of_a_shipped_scene_the_fast_way():
+    oscsend = shutil.which("oscsend")
+    if oscsend is None:
+        pytest.skip("liblo-tools (oscsend) is not installed")
+    rain = Path(__file__).parents[2] / "scenes" / "rain.yaml"
+    served = Served(fast=True, scene=rain, hold=True, live=True)
+    try:
+        trims = served.player._loaded.input_trims_db  # type: ignore[union-attr]
+        assert "intensity" in trims[served.player.state]  # held, as it ships
+        port = str(served.server.port)
+        for n, value in enumerate(("0.25", "0.875"), start=1):
+            subprocess.run(
+                [oscsend, "localhost", port, "/soundscape/input/intensity"]
+                + ["f", value],
+                check=True,
+                timeout=10,
+            )
+            # Counted after the value, the followers and the hold are written.
+            assert wait_for(lambda n=n: served.fast_applied() == n)
+            served.engine.render(128)  # as the audio thread would, between sets
+        assert served.player.inputs.values["intensity"] == 0.875
+        hold = served.engine.current.param("hold_intensity", "gain_db").column
+        assert served.targets()[hold] == hold_target(served, "intensity", 0.875)
+        assert served.targets()[hold] != 0.0  # the curve moved it
+    finally:
+        served.close()
+
+
+def test_held_sets_racing_state_changes_end_on_the_state_curve(client, tmp_path):
+    # Sets from a sender thread while the test thread changes state and
+    # renders blocks (as the audio thread would): whichever path each set
+    # takes and however they interleave, once all is handled and the fades
+    # are over, the hold gain is the final state's curve at the final value.
+    # (Both states apply at once here: a bar-quantized ramp would land after
+    # later sets and hold the value it read, on either path.)
+    scene = tmp_path / "game.yaml"
+    scene.write_text(GAME.read_text().replace("quantize: bar", "quantize: none"))
+    served = Served(fast=True, scene=scene, hold=True, live=True)
+    try:
+        p = "/soundscape/input/danger"
+        values = np.random.default_rng(9).uniform(0.0, 1.0, 400)
+        before = served.handled()
+
+        def sender() -> None:
+            for value in values:
+                client.sendto(encode_message(p, [float(value)], "d"), served.address)
+                time.sleep(0.0005)
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        k = 0
+        while thread.is_alive():
+            served.player.set_state("combat" if k % 2 else "explore")
+            for _ in range(1 + k % 3):
+                served.engine.render(128)
+            # Between state changes, sets find a fresh table and an empty
+            # ring too: both paths are taken.
+            time.sleep(0.002)
+            k += 1
+        thread.join()
+        assert wait_for(lambda: served.handled() == before + len(values))
+        served.engine.render(RATE // 10)  # the ring's last events applied
+        assert served.player.inputs.values["danger"] == values[-1]
+        hold = served.engine.current.param("hold_danger", "gain_db").column
+        want = hold_target(served, "danger", values[-1])
+        params = served.engine.current.params
+        assert params[P_TARGET, hold] == want
+        assert k >= 4, "no state change raced the sets"
+        assert 0 < served.fast_applied() < served.api.counters()["applied"]
+    finally:
+        served.close()
+
+
+def test_a_state_change_between_check_and_write_hands_the_set_to_python(client):
+    # The loop reads the state counter again after writing a held input: a
+    # state change that landed meanwhile may have read the old value for its
+    # hold ramp. Here the "counter" the table carries is the input's own
+    # slot (its bits), so each fast write moves it, deterministically: every
+    # held set is written, then handed to Python, which sets it again; its
+    # token and "received" are given back, so nothing counts twice.
+    served = Served(fast=True, scene=GAME, hold=True, live=True, rate_hz=1e-6, burst=3)
+    try:
+        slot = served.player.inputs.values.index["danger"]
+        values = served.player.inputs.values.array
+        rigged = values[slot : slot + 1].view(np.int64)
+
+        def provider(handlers):
+            table, ctl = served.api.fast_table(handlers)
+            return replace(table, state_changes=rigged, state_count=int(rigged[0])), ctl
+
+        served.server.set_fast_provider(provider)
+        p = "/soundscape/input/danger"
+        for value in (0.5, 0.75, 0.25):
+            send(client, served, encode_message(p, [value], "f"))
+            served.engine.render(128)  # the ring drained: the loop takes it
+        assert served.fast_applied() == 0
+        counts = served.server.counters()
+        assert counts["received"] == 3 and counts["rate_limited"] == 0
+        assert served.api.counters()["applied"] == 3
+        assert served.player.inputs.values["danger"] == 0.25
+        hold = served.engine.current.param("hold_danger", "gain_db").column
+        assert served.targets()[hold] == hold_target(served, "danger", 0.25)
+        # The bucket is spent (burst 3, no refill): the loop took and gave
+        # back, Python took one per set.
+        send(client, served, encode_message(p, [0.5], "f"))
+        assert served.server.counters()["rate_limited"] == 1
+    finally:
+        served.close()

@@ -162,6 +162,26 @@ def test_volume_is_capped_and_ramped(player: ScenePlayer) -> None:
         player.set_volume(float("nan"))
 
 
+def test_state_changes_counts_what_changes_the_hold_curve(
+    player: ScenePlayer,
+) -> None:
+    # The OSC fast path compares it to know its held-input table is stale.
+    loaded = player.state_changes[0]
+    assert loaded >= 1  # the load
+    with pytest.raises(ValueError):
+        player.set_state("combot")
+    player.set_input("danger", 0.5)
+    assert player.state_changes[0] == loaded  # neither a refusal nor a set
+    player.set_state("combat")
+    player.set_state("combat")  # the same state again: the ramps are new
+    assert player.state_changes[0] == loaded + 2
+    engine = player.engine
+    while engine.switching:
+        engine.render(RATE // 10)
+    player.load(GAME)
+    assert player.state_changes[0] == loaded + 3
+
+
 def test_bad_names_and_values_change_nothing(player: ScenePlayer) -> None:
     before = player.status()
     with pytest.raises(ValueError, match="did you mean 'combat'"):
