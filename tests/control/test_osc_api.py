@@ -13,11 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from polling import wait_for
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient, UDPClient
@@ -36,15 +37,6 @@ RATE = 48000
 DATA = Path(__file__).parents[1] / "scenes" / "data"
 GAME = DATA / "game.yaml"
 DOCS = Path(__file__).parents[2] / "docs" / "osc.md"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def new_player(seed: int = 5) -> ScenePlayer:

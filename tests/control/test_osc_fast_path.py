@@ -13,12 +13,13 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from polling import wait_for
 
 from engine.control.osc_api import OscApi
 from engine.control.osc_fast_path import BUCKET_SLOTS, FastPath, take_tokens
@@ -34,15 +35,6 @@ RATE = 48000
 DATA = Path(__file__).parent / "data"
 FAST_INPUTS = DATA / "fast_inputs.yaml"
 GAME = Path(__file__).parents[1] / "scenes" / "data" / "game.yaml"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()
 
 
 class Served:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from engine.dsp.cold_compile import (
     FETCHING_FILE,
@@ -240,13 +240,6 @@ os.write(fd, b"done\\n")
 """
 
 
-def _wait_for(path: Path, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-
-
 def _fetch_in_thread(run: BackgroundCompile, kernels: list) -> threading.Thread:
     thread = threading.Thread(target=run.fetch, args=(kernels,), daemon=True)
     thread.start()
@@ -264,7 +257,7 @@ def test_fetch_waits_for_a_kernel_a_live_worker_holds(tmp_path: Path) -> None:
         on_complete=lambda: completed.append(True),
     )
     claims = run.claims_dir
-    _wait_for(claims / "fake.big")
+    assert wait_for((claims / "fake.big").exists, timeout_s=30.0)
     fetching = _fetch_in_thread(run, [big, small])
     # The free kernel is compiled here; the held one is waited for.
     fetching.join(0.5)
@@ -293,7 +286,7 @@ def test_fetch_takes_over_a_kernel_whose_worker_died(tmp_path: Path) -> None:
         on_complete=lambda: completed.append(True),
     )
     claims = run.claims_dir
-    _wait_for(claims / "fake.big")
+    assert wait_for((claims / "fake.big").exists, timeout_s=30.0)
     fetching = _fetch_in_thread(run, [big])
     fetching.join(0.3)
     assert fetching.is_alive() and log == []  # its worker still lives
