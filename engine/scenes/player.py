@@ -87,6 +87,9 @@ WATCH_INTERVAL_S = 0.5
 SAVE_SETTLE_S = 0.05  # a watched file unchanged this long is read
 _SLEEP_TAG = "sleep-timer"
 _AUTO_TAG = "auto-fire"
+# A quantized state change's events wait for their bar; one asked again for
+# the same bar replaces them (see ScenePlayer.set_state).
+_STATE_TAG = "state"
 # Triggers that fire on their own are planned this far ahead (events wait in
 # the engine's schedule; a new scene withdraws them).
 AUTO_FIRE_PLAN_S = 24 * 3600.0
@@ -249,6 +252,8 @@ class ScenePlayer:
         # the inputs: the OSC fast path holds inputs with the state's curve,
         # and compares this to know its table is stale.
         self.state_changes = np.zeros(1, dtype=np.int64)
+        # Frames that quantized state changes wait for (events tagged _STATE_TAG).
+        self._state_frames: list[int] = []
         self._voices: dict[str, _Voices] = {}
         self._origin = 0  # the frame the beat grid counts from
         self._watch_stop: threading.Event | None = None
@@ -584,28 +589,52 @@ class ScenePlayer:
                     f"no state {name!r}{did_you_mean(name, states)} (states: {known})"
                 )
             at = self.quantized(state["quantize"], frame)
+            tag = self._state_tag(at)
             self.state_changes[0] += 1
+            fade_s = state["fade_s"]
+            ramp = self.engine.ramp
             for layer_name, layer in self.scene["layers"].items():
                 if layer["muted"]:
                     continue
                 level = state_level(self.scene, name, layer_name)
                 for copy in layer_copies(self.scene, layer_name):
-                    self.engine.ramp(
-                        f"{copy}.level", "level", level, state["fade_s"], frame=at
-                    )
+                    ramp(f"{copy}.level", "level", level, fade_s, frame=at, tag=tag)
             trim_db = self._loaded.state_trims_db.get(name, self._loaded.trim_db)
-            self.engine.ramp(TRIM_NODE, "gain_db", trim_db, state["fade_s"], frame=at)
+            ramp(TRIM_NODE, "gain_db", trim_db, fade_s, frame=at, tag=tag)
             assert self.inputs is not None
             for input_name in self._loaded.input_trims_db.get(name, {}):
                 hold = self._loaded.hold_db(
                     name, input_name, self.inputs.values[input_name]
                 )
-                self.engine.ramp(
-                    hold_node(input_name), "gain_db", hold, state["fade_s"], frame=at
-                )
+                ramp(hold_node(input_name), "gain_db", hold, fade_s, frame=at, tag=tag)
             self._loaded.trim_db = trim_db
             self.state = name
             return at
+
+    def _state_tag(self, at: int | None) -> str | None:
+        """The tag for a state change's events at frame ``at``; withdraws the
+        waiting events of an earlier change asked for the same frame.
+
+        A game may ask for a state many times within one bar (the OSC fuzz
+        does, hundreds of times): each change quantized to that bar used to
+        add a full set of ramps, and at the bar the event pump moved them
+        all to the ring in one go, holding the GIL and the schedule lock for
+        milliseconds. At one frame the last change's ramps win anyway (a
+        set and a ramp from the value the block starts at), so the earlier
+        ones can go. Only while that frame is the only one state events wait
+        for: explicitly timed changes at other frames (a bundle's sequence)
+        keep theirs. Caller holds the lock.
+        """
+        if at is None:  # the next block: delivered at once, never piles up
+            return None
+        now = self.engine.frame
+        waiting = [f for f in self._state_frames if f >= now]
+        if waiting == [at]:
+            self.engine.cancel(_STATE_TAG)
+        elif at not in waiting:
+            waiting.append(at)
+        self._state_frames = waiting
+        return _STATE_TAG
 
     def _trigger_voices(
         self, scene: dict[str, Any], trigger: dict[str, Any]

@@ -471,3 +471,38 @@ def test_trims_measured_together_equal_trims_measured_one_at_a_time(
     assert player._trims_for(path, digest, scene, cases[-1:]) == {
         (None, ",level=0.5"): together[(None, ",level=0.5")]
     }
+
+
+def test_a_state_asked_again_for_the_same_bar_replaces_the_waiting_one() -> None:
+    def new_player() -> ScenePlayer:
+        player = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+        player.load(GAME)
+        player.engine.render(RATE + 1234)  # partway into the first bar
+        return player
+
+    once, often = new_player(), new_player()
+    assert once.set_state("combat") == BAR
+    for _ in range(50):  # a game (or the OSC fuzz) asking within one bar
+        assert often.set_state("combat") == BAR
+    # The bar's events are one change's, not 50: the pump moves as many.
+    moved = once.engine.pump(10 * RATE)
+    assert moved > 0
+    assert often.engine.pump(10 * RATE) == moved
+    # ... and the last change's ramps alone make the same sound, to the bit.
+    assert np.array_equal(once.engine.render(3 * RATE), often.engine.render(3 * RATE))
+
+
+def test_state_changes_timed_for_different_bars_all_wait() -> None:
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    player.load(GAME)
+    engine = player.engine
+    engine.render(1234)
+    one = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    one.load(GAME)
+    one.engine.render(1234)
+    per_change = (one.set_state("combat", frame=BAR), one.engine.pump(10 * RATE))[1]
+    assert player.set_state("combat", frame=BAR) == BAR
+    assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
+    # Asked again for the second bar while the first still waits: both stay.
+    assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
+    assert engine.pump(10 * RATE) == 3 * per_change
