@@ -713,11 +713,14 @@ def _print_slow(rows: list[dict]) -> None:
     for k, row in enumerate(rows):
         for r in row[key]:
             others = ", ".join(f"{n} {ms}" for n, ms in r.get("others_ms", {}).items())
+            waits = ", ".join(
+                f"{n} {ms}" for n, ms in r.get("others_cpu_wait_ms", {}).items()
+            )
             print(
                 f"{k + 1:>3} {r['wall_ms']:>6} {r['cpu_ms']:>5} {r['cpu_wait_ms']:>7} "
                 f"{r['off_ms']:>5} {r['switches']:>3} {r['before_ms']!s:>6} "
                 f"{r.get('steal_ms', '-')!s:>5} {r['cause']:<28} {r['address']} "
-                f"[{r.get('window_ms')} ms: {others}]"
+                f"[{r.get('window_ms')} ms ran: {others}; waited: {waits}]"
             )
 
 

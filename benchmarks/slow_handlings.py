@@ -19,6 +19,9 @@ longer than ``threshold_ms`` it keeps a record that splits the wall time:
   around the handling (``window_ms``: the full snapshot before it is at most
   ``snapshot_every_ms`` old, to keep the probe's cost a few % of a core);
   the Python threads among them are the ones that could hold the GIL;
+- ``others_cpu_wait_ms``: how long each of them waited for a CPU meanwhile
+  (a Python thread preempted while it holds the GIL stalls the receive
+  thread as long);
 - ``steal_ms``: host steal over the same window (10 ms ticks).
 
 Threads: install on the control thread before the server runs; the wrapper
@@ -70,7 +73,7 @@ class SlowHandlingProbe:
         self._tasks: dict[int, int] = {}  # every thread id -> schedstat fd
         self._stat_fd = os.open("/proc/stat", os.O_RDONLY)
         self._ticks_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
-        self._snapshot: tuple[int, dict[int, int], int] | None = None
+        self._snapshot: tuple[int, dict[int, tuple[int, int]], int] | None = None
         self._stamp_ok = True
         receive = server._receive
 
@@ -89,18 +92,18 @@ class SlowHandlingProbe:
     def _steal_ticks(self) -> int:
         return int(os.pread(self._stat_fd, 128, 0).split()[8])
 
-    def _all_threads(self) -> dict[int, int]:
+    def _all_threads(self) -> dict[int, tuple[int, int]]:
         tids = {int(t) for t in os.listdir("/proc/self/task")}
         for tid in set(self._tasks) - tids:
             os.close(self._tasks.pop(tid))
-        ran: dict[int, int] = {}
+        ran: dict[int, tuple[int, int]] = {}
         for tid in tids:
             fd = self._tasks.get(tid)
             try:
                 if fd is None:
                     fd = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
                     self._tasks[tid] = fd
-                ran[tid] = _schedstat(fd)[0]
+                ran[tid] = _schedstat(fd)[:2]
             except OSError:
                 continue
         return ran
@@ -172,14 +175,24 @@ class SlowHandlingProbe:
             ran_after = self._all_threads()
             names = _thread_names()
             own = threading.get_native_id()
-            others = {
-                f"{names.get(tid, '?')}:{tid}": round((ns - ran_before[tid]) / 1e6, 2)
-                for tid, ns in ran_after.items()
-                if tid in ran_before and tid != own and ns - ran_before[tid] > 50_000
-            }
+            others: dict[str, float] = {}
+            waited: dict[str, float] = {}
+            for tid, (run_ns, wait_ns) in ran_after.items():
+                if tid not in ran_before or tid == own:
+                    continue
+                name = f"{names.get(tid, '?')}:{tid}"
+                if run_ns - ran_before[tid][0] > 50_000:
+                    others[name] = round((run_ns - ran_before[tid][0]) / 1e6, 2)
+                if wait_ns - ran_before[tid][1] > 50_000:
+                    waited[name] = round((wait_ns - ran_before[tid][1]) / 1e6, 2)
             record["window_ms"] = round((time.monotonic_ns() - taken_ns) / 1e6, 2)
             record["others_ms"] = dict(
                 sorted(others.items(), key=lambda item: -item[1])
+            )
+            # A thread waiting for a CPU while holding the GIL stalls the
+            # receive thread too.
+            record["others_cpu_wait_ms"] = dict(
+                sorted(waited.items(), key=lambda item: -item[1])
             )
             record["steal_ms"] = round(
                 (self._steal_ticks() - steal_before) * self._ticks_ms
@@ -234,8 +247,10 @@ def _thread_names() -> dict[int, str]:
 
 def classify(record: dict) -> str:
     """The largest share of a slow handling's wall time: ``ours`` (the
-    thread ran), ``cpu wait``, ``GIL/lock wait (<thread>)`` or ``steal``
-    (off the CPU without leaving it)."""
+    thread ran), ``cpu wait``, ``GIL wait (<thread>)`` when Python threads of
+    the process ran or waited for a CPU meanwhile for at least half of the
+    time off (``preempted``: the holder mostly waited for a CPU), else
+    ``steal`` (off the CPU with no thread of ours to wait for: the vCPU)."""
     shares = {
         "ours": record["cpu_ms"],
         "cpu wait": record["cpu_wait_ms"],
@@ -244,10 +259,18 @@ def classify(record: dict) -> str:
     cause = max(shares, key=shares.__getitem__)
     if cause != "off":
         return cause
-    if record["switches"] == 0:
+    ran = {n: ms for n, ms in record.get("others_ms", {}).items() if "py:" in n}
+    waited = {
+        n: ms for n, ms in record.get("others_cpu_wait_ms", {}).items() if "py:" in n
+    }
+    held = {n: ran.get(n, 0.0) + waited.get(n, 0.0) for n in {*ran, *waited}}
+    if record["switches"] == 0 or sum(held.values()) < 0.5 * record["off_ms"]:
         return "steal"
-    python = [name for name in record.get("others_ms", {}) if name.startswith("py:")]
-    return f"GIL/lock wait ({python[0] if python else '?'})"
+    holder = max(held, key=held.__getitem__)
+    name = holder.split(":")[1]
+    if waited.get(holder, 0.0) > ran.get(holder, 0.0):
+        return f"GIL wait ({name}, preempted)"
+    return f"GIL wait ({name})"
 
 
 def summarize(records: list[dict], over_ms: float = 5.0) -> dict[str, int]:
