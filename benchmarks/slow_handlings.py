@@ -171,40 +171,46 @@ class SlowHandlingProbe:
         }
         snapshot = self._snapshot
         if snapshot is not None:
+            # Only numbers here (preopened files): thread names, the cause
+            # and the address are worked out in finish(), outside the
+            # server's own timing of this handling.
             taken_ns, ran_before, steal_before = snapshot
-            ran_after = self._all_threads()
-            names = _thread_names()
-            own = threading.get_native_id()
-            others: dict[str, float] = {}
-            waited: dict[str, float] = {}
-            for tid, (run_ns, wait_ns) in ran_after.items():
-                if tid not in ran_before or tid == own:
-                    continue
-                name = f"{names.get(tid, '?')}:{tid}"
-                if run_ns - ran_before[tid][0] > 50_000:
-                    others[name] = round((run_ns - ran_before[tid][0]) / 1e6, 2)
-                if wait_ns - ran_before[tid][1] > 50_000:
-                    waited[name] = round((wait_ns - ran_before[tid][1]) / 1e6, 2)
+            record["_threads"] = (ran_before, self._all_threads())
             record["window_ms"] = round((time.monotonic_ns() - taken_ns) / 1e6, 2)
-            record["others_ms"] = dict(
-                sorted(others.items(), key=lambda item: -item[1])
-            )
-            # A thread waiting for a CPU while holding the GIL stalls the
-            # receive thread too.
-            record["others_cpu_wait_ms"] = dict(
-                sorted(waited.items(), key=lambda item: -item[1])
-            )
             record["steal_ms"] = round(
                 (self._steal_ticks() - steal_before) * self._ticks_ms
             )
-        record["cause"] = classify(record)
         self.records.append(record)
 
     def finish(self) -> list[dict]:
-        """The records, each datagram replaced by its first address."""
+        """The records, each with its first address, the other threads by
+        name (call while the threads still run) and its cause."""
+        names = _thread_names()
+        own = set(self._own)
         for record in self.records:
             if "datagram" in record:
                 record["address"] = _first_address(record.pop("datagram"))
+            if "_threads" in record:
+                ran_before, ran_after = record.pop("_threads")
+                others: dict[str, float] = {}
+                waited: dict[str, float] = {}
+                for tid, (run_ns, wait_ns) in ran_after.items():
+                    if tid not in ran_before or tid in own:
+                        continue
+                    name = f"{names.get(tid, '?')}:{tid}"
+                    if run_ns - ran_before[tid][0] > 50_000:
+                        others[name] = round((run_ns - ran_before[tid][0]) / 1e6, 2)
+                    if wait_ns - ran_before[tid][1] > 50_000:
+                        waited[name] = round((wait_ns - ran_before[tid][1]) / 1e6, 2)
+                record["others_ms"] = dict(
+                    sorted(others.items(), key=lambda item: -item[1])
+                )
+                # A thread waiting for a CPU while holding the GIL stalls the
+                # receive thread too.
+                record["others_cpu_wait_ms"] = dict(
+                    sorted(waited.items(), key=lambda item: -item[1])
+                )
+            record["cause"] = classify(record)
         return self.records
 
     def close(self) -> None:
