@@ -252,8 +252,10 @@ class ScenePlayer:
         # the inputs: the OSC fast path holds inputs with the state's curve,
         # and compares this to know its table is stale.
         self.state_changes = np.zeros(1, dtype=np.int64)
-        # Frames that quantized state changes wait for (events tagged _STATE_TAG).
+        # Frames that quantized state changes wait for (events tagged _STATE_TAG),
+        # and the last such change: (frame, fade_s, [(node, param, value)]).
         self._state_frames: list[int] = []
+        self._state_waiting: tuple | None = None
         self._voices: dict[str, _Voices] = {}
         self._origin = 0  # the frame the beat grid counts from
         self._watch_stop: threading.Event | None = None
@@ -395,6 +397,7 @@ class ScenePlayer:
     def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
         self.engine.load(loaded.program, fade_s=fade_s)
         self.state_changes[0] += 1
+        self._state_waiting = None  # its events were for the old program
         self._loaded = loaded
         scene = loaded.scene
         # The graph was built with the inputs' starting values as defaults.
@@ -589,24 +592,32 @@ class ScenePlayer:
                     f"no state {name!r}{did_you_mean(name, states)} (states: {known})"
                 )
             at = self.quantized(state["quantize"], frame)
-            tag = self._state_tag(at)
             self.state_changes[0] += 1
             fade_s = state["fade_s"]
-            ramp = self.engine.ramp
+            ramps: list[tuple[str, str, float]] = []
             for layer_name, layer in self.scene["layers"].items():
                 if layer["muted"]:
                     continue
                 level = state_level(self.scene, name, layer_name)
                 for copy in layer_copies(self.scene, layer_name):
-                    ramp(f"{copy}.level", "level", level, fade_s, frame=at, tag=tag)
+                    ramps.append((f"{copy}.level", "level", level))
             trim_db = self._loaded.state_trims_db.get(name, self._loaded.trim_db)
-            ramp(TRIM_NODE, "gain_db", trim_db, fade_s, frame=at, tag=tag)
+            ramps.append((TRIM_NODE, "gain_db", trim_db))
             assert self.inputs is not None
             for input_name in self._loaded.input_trims_db.get(name, {}):
                 hold = self._loaded.hold_db(
                     name, input_name, self.inputs.values[input_name]
                 )
-                ramp(hold_node(input_name), "gain_db", hold, fade_s, frame=at, tag=tag)
+                ramps.append((hold_node(input_name), "gain_db", hold))
+            change = (at, fade_s, ramps)
+            # The same change again for a frame still to come: its events
+            # wait already (a timed set of the same parameter landing on that
+            # very frame in between keeps its place after them).
+            if at is None or at < self.engine.frame or change != self._state_waiting:
+                tag = self._state_tag(at)
+                for node, param, value in ramps:
+                    self.engine.ramp(node, param, value, fade_s, frame=at, tag=tag)
+                self._state_waiting = change if at is not None else None
             self._loaded.trim_db = trim_db
             self.state = name
             return at
@@ -623,7 +634,9 @@ class ScenePlayer:
         set and a ramp from the value the block starts at), so the earlier
         ones can go. Only while that frame is the only one state events wait
         for: explicitly timed changes at other frames (a bundle's sequence)
-        keep theirs. Caller holds the lock.
+        keep theirs. (The same change asked again, same frame and values,
+        schedules nothing at all, see ``set_state``: withdrawn events still
+        cost the pump a pop each.) Caller holds the lock.
         """
         if at is None:  # the next block: delivered at once, never piles up
             return None

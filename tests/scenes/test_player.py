@@ -503,6 +503,27 @@ def test_state_changes_timed_for_different_bars_all_wait() -> None:
     per_change = (one.set_state("combat", frame=BAR), one.engine.pump(10 * RATE))[1]
     assert player.set_state("combat", frame=BAR) == BAR
     assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
-    # Asked again for the second bar while the first still waits: both stay.
+    # The same change again: nothing more waits.
+    assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
+    # Another (its hold moved) for the second bar while the first still
+    # waits: all stay, none withdrawn.
+    player.set_input("danger", 0.9)
+    engine.pump(0)  # the input's own events (due now) go first
     assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
     assert engine.pump(10 * RATE) == 3 * per_change
+
+
+def test_a_state_asked_again_after_its_hold_moved_replaces_the_waiting_one() -> None:
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    player.load(GAME)
+    player.engine.render(RATE + 1234)
+    once = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    once.load(GAME)
+    once.engine.render(RATE + 1234)
+    once.set_state("combat")
+    per_change = once.engine.pump(10 * RATE)
+    player.set_state("combat")
+    player.set_input("danger", 0.9)  # its hold gain for combat moves
+    player.engine.pump(0)  # the input's own events (due now) go first
+    player.set_state("combat")  # a new change: the waiting one is withdrawn
+    assert player.engine.pump(10 * RATE) == per_change
