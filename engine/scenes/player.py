@@ -90,6 +90,8 @@ _AUTO_TAG = "auto-fire"
 # A quantized state change's events wait for their bar; one asked again for
 # the same bar replaces them (see ScenePlayer.set_state).
 _STATE_TAG = "state"
+# Its hold ramps apart: they move with the inputs, the levels do not.
+_STATE_HOLD_TAG = "state-hold"
 # Triggers that fire on their own are planned this far ahead (events wait in
 # the engine's schedule; a new scene withdraws them).
 AUTO_FIRE_PLAN_S = 24 * 3600.0
@@ -252,10 +254,11 @@ class ScenePlayer:
         # the inputs: the OSC fast path holds inputs with the state's curve,
         # and compares this to know its table is stale.
         self.state_changes = np.zeros(1, dtype=np.int64)
-        # Frames that quantized state changes wait for (events tagged _STATE_TAG),
-        # and the last such change: (frame, fade_s, [(node, param, value)]).
-        self._state_frames: list[int] = []
-        self._state_waiting: tuple | None = None
+        # Per tag (_STATE_TAG, _STATE_HOLD_TAG): the frames quantized state
+        # changes wait for, and the last such change's (frame, fade_s,
+        # [(node, param, value)]).
+        self._state_frames: dict[str, list[int]] = {}
+        self._state_waiting: dict[str, tuple] = {}
         self._voices: dict[str, _Voices] = {}
         self._origin = 0  # the frame the beat grid counts from
         self._watch_stop: threading.Event | None = None
@@ -397,7 +400,7 @@ class ScenePlayer:
     def _install(self, loaded: _Loaded, fade_s: float | None, keep_grid: bool) -> None:
         self.engine.load(loaded.program, fade_s=fade_s)
         self.state_changes[0] += 1
-        self._state_waiting = None  # its events were for the old program
+        self._state_waiting = {}  # its events were for the old program
         self._loaded = loaded
         scene = loaded.scene
         # The graph was built with the inputs' starting values as defaults.
@@ -604,25 +607,35 @@ class ScenePlayer:
             trim_db = self._loaded.state_trims_db.get(name, self._loaded.trim_db)
             ramps.append((TRIM_NODE, "gain_db", trim_db))
             assert self.inputs is not None
+            holds: list[tuple[str, str, float]] = []
             for input_name in self._loaded.input_trims_db.get(name, {}):
                 hold = self._loaded.hold_db(
                     name, input_name, self.inputs.values[input_name]
                 )
-                ramps.append((hold_node(input_name), "gain_db", hold))
-            change = (at, fade_s, ramps)
-            # The same change again for a frame still to come: its events
-            # wait already (a timed set of the same parameter landing on that
-            # very frame in between keeps its place after them).
-            if at is None or at < self.engine.frame or change != self._state_waiting:
-                tag = self._state_tag(at)
-                for node, param, value in ramps:
-                    self.engine.ramp(node, param, value, fade_s, frame=at, tag=tag)
-                self._state_waiting = change if at is not None else None
+                holds.append((hold_node(input_name), "gain_db", hold))
+            for tag, events in ((_STATE_TAG, ramps), (_STATE_HOLD_TAG, holds)):
+                change = (at, fade_s, events)
+                # The same events again for a frame still to come wait
+                # already (a timed set of the same parameter landing on that
+                # very frame in between keeps its place after them).
+                if (
+                    at is not None
+                    and at >= self.engine.frame
+                    and change == self._state_waiting.get(tag)
+                ):
+                    continue
+                event_tag = self._state_tag(tag, at)
+                for node, param, value in events:
+                    self.engine.ramp(
+                        node, param, value, fade_s, frame=at, tag=event_tag
+                    )
+                if at is not None:
+                    self._state_waiting[tag] = change
             self._loaded.trim_db = trim_db
             self.state = name
             return at
 
-    def _state_tag(self, at: int | None) -> str | None:
+    def _state_tag(self, tag: str, at: int | None) -> str | None:
         """The tag for a state change's events at frame ``at``; withdraws the
         waiting events of an earlier change asked for the same frame.
 
@@ -634,20 +647,22 @@ class ScenePlayer:
         set and a ramp from the value the block starts at), so the earlier
         ones can go. Only while that frame is the only one state events wait
         for: explicitly timed changes at other frames (a bundle's sequence)
-        keep theirs. (The same change asked again, same frame and values,
-        schedules nothing at all, see ``set_state``: withdrawn events still
-        cost the pump a pop each.) Caller holds the lock.
+        keep theirs. Levels and holds are tagged apart: the same levels (or
+        holds) asked again for the same frame schedule nothing at all (see
+        ``set_state``; withdrawn events still cost the pump a pop each),
+        so an input moving between two requests renews only its holds.
+        Caller holds the lock.
         """
         if at is None:  # the next block: delivered at once, never piles up
             return None
         now = self.engine.frame
-        waiting = [f for f in self._state_frames if f >= now]
+        waiting = [f for f in self._state_frames.get(tag, ()) if f >= now]
         if waiting == [at]:
-            self.engine.cancel(_STATE_TAG)
+            self.engine.cancel(tag)
         elif at not in waiting:
             waiting.append(at)
-        self._state_frames = waiting
-        return _STATE_TAG
+        self._state_frames[tag] = waiting
+        return tag
 
     def _trigger_voices(
         self, scene: dict[str, Any], trigger: dict[str, Any]
