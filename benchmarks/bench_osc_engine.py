@@ -11,7 +11,9 @@ CLOCK_MONOTONIC, which processes share on Linux.
 - fuzz: 100,000 random, byte-flipped, truncated, bundled and python-osc-breaking
   datagrams (tests/control/osc_fuzz_corpus.py) at 4,000/s: uncaught
   exceptions, handlings over 5 ms, non-finite values in any program's
-  P_TARGET/P_CURRENT (checked every 5,000), underflows, RSS growth.
+  P_TARGET/P_CURRENT (checked every 5,000), underflows, RSS growth; each
+  handling over 2 ms explained (own CPU, CPU wait, the GIL holder, steal:
+  benchmarks/slow_handlings.py).
 - flood: 10,000 valid messages/s from one source for 10 s at the default rate
   limit, while a second source asks /status ten times a second.
 - latency: datagram sent -> parameter target written, for an input (the
