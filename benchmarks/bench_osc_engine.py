@@ -11,7 +11,9 @@ CLOCK_MONOTONIC, which processes share on Linux.
 - fuzz: 100,000 random, byte-flipped, truncated, bundled and python-osc-breaking
   datagrams (tests/control/osc_fuzz_corpus.py) at 4,000/s: uncaught
   exceptions, handlings over 5 ms, non-finite values in any program's
-  P_TARGET/P_CURRENT (checked every 5,000), underflows, RSS growth.
+  P_TARGET/P_CURRENT (checked every 5,000), underflows, RSS growth; each
+  handling over 2 ms explained (own CPU, CPU wait, the GIL holder, steal:
+  benchmarks/slow_handlings.py).
 - flood: 10,000 valid messages/s from one source for 10 s at the default rate
   limit, while a second source asks /status ten times a second.
 - latency: datagram sent -> parameter target written, for an input (the
@@ -76,6 +78,10 @@ GAME = ROOT / "tests" / "scenes" / "data" / "game.yaml"
 SENDER_NICE = -11
 
 from benchmarks.bench_osc import BusyThread, stats_us
+from benchmarks.slow_handlings import SlowHandlingProbe, summarize
+
+# Handlings longer than this are explained one by one (slow_handlings.py).
+SLOW_PROBE_MS = 2.0
 
 # --- sender processes -----------------------------------------------------------
 
@@ -276,9 +282,8 @@ def nonfinite_params(engine) -> int:
 def record_slowest(server, slowest: list, busiest: list, keep: int = 8) -> None:
     """Wrap the server's datagram handling to keep the ``keep`` slowest and
     the ``keep`` that ran longest (thread CPU time), each as (ms, of which
-    the thread ran ms, first address, messages): what a slow handling was."""
-    from engine.control.osc_wire import OscError, parse
-
+    the thread ran ms, datagram): what a slow handling was. The datagrams
+    are parsed afterwards (:func:`name_datagrams`), not inside the timing."""
     receive = server._receive
 
     def timed(data, n_bytes, sender, source, buckets, counts):
@@ -291,16 +296,26 @@ def record_slowest(server, slowest: list, busiest: list, keep: int = 8) -> None:
             ran_ms = (time.thread_time_ns() - started_cpu_ns) / 1e6
             for found, key, value in ((slowest, 0, took_ms), (busiest, 1, ran_ms)):
                 if len(found) < keep or value > found[-1][key]:
-                    try:
-                        messages = parse(bytes(data))
-                        what = (messages[0].address[:60], len(messages))
-                    except OscError:
-                        what = ("(malformed)", 0)
-                    found.append((round(took_ms, 2), round(ran_ms, 2), *what))
+                    found.append((round(took_ms, 2), round(ran_ms, 2), bytes(data)))
                     found.sort(key=lambda row, k=key: row[k], reverse=True)
                     del found[keep:]
 
     server._receive = timed
+
+
+def name_datagrams(found: list) -> list:
+    """(ms, ms, datagram) rows -> (ms, ms, first address, messages)."""
+    from engine.control.osc_wire import OscError, parse
+
+    named = []
+    for took_ms, ran_ms, data in found:
+        try:
+            messages = parse(data)
+            what = (messages[0].address[:60], len(messages))
+        except (OscError, IndexError):
+            what = ("(malformed)", 0)
+        named.append((took_ms, ran_ms, *what))
+    return named
 
 
 def measure_fuzz(n_datagrams: int, rate_hz: float) -> dict:
@@ -312,6 +327,7 @@ def measure_fuzz(n_datagrams: int, rate_hz: float) -> dict:
     slowest: list = []
     busiest: list = []
     record_slowest(playing.surface.server, slowest, busiest)
+    probe = SlowHandlingProbe(playing.surface.server, threshold_ms=SLOW_PROBE_MS)
     try:
         addresses = [a for a in playing.surface.server.addresses if "*" not in a]
         with tempfile.NamedTemporaryFile(suffix=".osc", delete=False) as corpus:
@@ -335,6 +351,7 @@ def measure_fuzz(n_datagrams: int, rate_hz: float) -> dict:
         run = end.since(warm)
         counts = playing.surface.counters()
         server = counts["server"]
+        slow = probe.finish()  # while the engine's threads still run
         return {
             "datagrams_sent": n_datagrams,
             "received": server["received"],
@@ -359,11 +376,14 @@ def measure_fuzz(n_datagrams: int, rate_hz: float) -> dict:
             "overruns": run.cpu_over_budget,
             "rss_growth_mb": round(rss_mb() - rss_before, 2),
             **conditions.result,
-            "slowest_datagrams_ms": slowest,
-            "busiest_datagrams_ms": busiest,
+            "slowest_datagrams_ms": name_datagrams(slowest),
+            "busiest_datagrams_ms": name_datagrams(busiest),
+            "over_5ms_by_cause": summarize(slow),
+            f"handlings_over_{SLOW_PROBE_MS:g}ms": slow,
         }
     finally:
         playing.stop()
+        probe.close()
 
 
 def measure_flood(seconds: float) -> dict:
@@ -680,10 +700,31 @@ def _print_rows(title: str, rows: list[dict]) -> None:
     """One column per run, one line per figure."""
     print(f"\n{title}")
     for key in rows[0]:
-        if key == "frames_after_handling":
+        if key == "frames_after_handling" or key.startswith("handlings_over_"):
             continue
         values = "  ".join(f"{row.get(key)!s:>12}" for row in rows)
         print(f"  {key:<28} {values}")
+
+
+def _print_slow(rows: list[dict]) -> None:
+    key = f"handlings_over_{SLOW_PROBE_MS:g}ms"
+    print(f"\nhandlings over {SLOW_PROBE_MS:g} ms, why (ms)")
+    print(
+        f"{'run':>3} {'wall':>6} {'cpu':>5} {'cpuwait':>7} {'off':>5} {'sw':>3} "
+        f"{'before':>6} {'steal':>5} {'cause':<28} address / others"
+    )
+    for k, row in enumerate(rows):
+        for r in row[key]:
+            others = ", ".join(f"{n} {ms}" for n, ms in r.get("others_ms", {}).items())
+            waits = ", ".join(
+                f"{n} {ms}" for n, ms in r.get("others_cpu_wait_ms", {}).items()
+            )
+            print(
+                f"{k + 1:>3} {r['wall_ms']:>6} {r['cpu_ms']:>5} {r['cpu_wait_ms']:>7} "
+                f"{r['off_ms']:>5} {r['switches']:>3} {r['before_ms']!s:>6} "
+                f"{r.get('steal_ms', '-')!s:>5} {r['cause']:<28} {r['address']} "
+                f"[{r.get('window_ms')} ms ran: {others}; waited: {waits}]"
+            )
 
 
 def main() -> int:
@@ -775,6 +816,7 @@ def main() -> int:
             rows = [measure_fuzz(n_fuzz, 4000.0) for _ in runs]
             results["fuzz"] = rows
             _print_rows(f"fuzz: {n_fuzz} datagrams at 4,000/s, game scene live", rows)
+            _print_slow(rows)
         if "flood" in only:
             rows = [measure_flood(2.0 if args.quick else 10.0) for _ in runs]
             results["flood"] = rows

@@ -40,6 +40,11 @@ and below the audio callback's real-time priority) where the process may,
 so that it runs at once: measured, the GIL-free loop needs both to keep p99
 under 2 ms beside a busy thread (benchmarks/RESULTS.md). The whole process is left alone: raised too, the busy
 thread it waits for competes with it as an equal (measured no better).
+But the engine's own threads that take the GIL for short moments while
+datagrams arrive (the event pump, the heart-rate worker, the subscriptions
+sender: ``GIL_TAKER_THREADS``) get ``thread_nice`` too while the surface
+runs: one preempted by another process while it holds the GIL stalls the
+receive thread as long (measured in the OSC fuzz, 2-16 ms).
 Without CAP_SYS_NICE the threads keep their priority (logged).
 
 Garbage collector: with Numba and a scene loaded the process tracks about
@@ -58,6 +63,7 @@ own threads (see each module).
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -84,6 +90,13 @@ DEFAULT_SWITCH_INTERVAL_S = 0.00025
 # What RTKit gives PipeWire's and PulseAudio's control threads: ahead of
 # ordinary work when a datagram arrives, behind the audio thread (real-time).
 DEFAULT_THREAD_NICE = -11
+# The engine's threads that take the GIL briefly while datagrams arrive
+# (engine/rt/live.py's pump, osc_heart's worker, osc_subscriptions' sender).
+GIL_TAKER_THREADS = (
+    "soundscape-events",
+    "soundscape-heart",
+    "soundscape-osc-subscriptions",
+)
 # Within what RTKit grants (1..20) and below JACK's clients (jackd -P 10).
 DEFAULT_UDP_FIFO_PRIORITY = 5
 
@@ -246,6 +259,7 @@ class OscSurface:
             )
         self._set_switch_interval = False
         self._gc_frozen = False
+        self._raised: dict[int, int] = {}  # thread id -> its nice before start
 
     def _alias_value(self, name: str, value: float) -> None:
         self.player.set_input(name, value)
@@ -296,7 +310,33 @@ class OscSurface:
             gc.collect()
             gc.freeze()
             self._gc_frozen = True
+        self._raise_gil_takers()
         return self
+
+    def _raise_gil_takers(self) -> None:
+        nice = self.settings.thread_nice
+        if nice is None:
+            return
+        for thread in threading.enumerate():
+            tid = thread.native_id
+            if thread.name not in GIL_TAKER_THREADS or tid is None:
+                continue
+            try:
+                before = os.getpriority(os.PRIO_PROCESS, tid)
+                if before > nice:
+                    os.setpriority(os.PRIO_PROCESS, tid, nice)
+                    self._raised[tid] = before
+            except OSError:  # gone meanwhile, or no CAP_SYS_NICE: as it was
+                continue
+
+    def _restore_gil_takers(self) -> None:
+        # The pump belongs to the live player, which outlives the surface.
+        for tid, before in self._raised.items():
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, before)
+            except OSError:  # the thread ended
+                pass
+        self._raised.clear()
 
     def _scene_loaded(self) -> None:
         if self._gc_frozen:
@@ -316,6 +356,7 @@ class OscSurface:
             self.heart.stop()
         self.api.close()
         self.server.stop()
+        self._restore_gil_takers()
 
     def counters(self) -> dict[str, dict[str, int]]:
         """The server's, the API's and the heart-rate presets' counters."""

@@ -22,6 +22,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from engine.control.osc_surface import (
     DEFAULT_SWITCH_INTERVAL_S,
+    GIL_TAKER_THREADS,
     OscSettings,
     OscSurface,
 )
@@ -75,6 +76,31 @@ def test_switch_interval_is_set_while_running_and_restored():
     finally:
         surface.stop()
     assert sys.getswitchinterval() == before
+
+
+def test_our_threads_that_take_the_gil_run_at_the_receive_threads_nice():
+    # The live player's pump outlives the surface: one named like it.
+    stop = threading.Event()
+    pump = threading.Thread(target=stop.wait, name="soundscape-events")
+    pump.start()
+    assert pump.native_id is not None
+    before = os.getpriority(os.PRIO_PROCESS, pump.native_id)
+    surface = OscSurface(
+        game_player(), OscSettings(port=0, hr_bridge="generic", thread_nice=-7)
+    ).start()
+    try:
+        if surface.server.priority_refused:
+            pytest.skip("no CAP_SYS_NICE here")
+        names = {t.name: t.native_id for t in threading.enumerate()}
+        for name in GIL_TAKER_THREADS:
+            assert os.getpriority(os.PRIO_PROCESS, names[name]) == -7, name
+    finally:
+        surface.stop()
+        stop.set()
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, pump.native_id) == before
+    finally:
+        pump.join()
 
 
 def test_two_surfaces_stopped_in_any_order_restore_the_switch_interval():

@@ -471,3 +471,59 @@ def test_trims_measured_together_equal_trims_measured_one_at_a_time(
     assert player._trims_for(path, digest, scene, cases[-1:]) == {
         (None, ",level=0.5"): together[(None, ",level=0.5")]
     }
+
+
+def test_a_state_asked_again_for_the_same_bar_replaces_the_waiting_one() -> None:
+    def new_player() -> ScenePlayer:
+        player = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+        player.load(GAME)
+        player.engine.render(RATE + 1234)  # partway into the first bar
+        return player
+
+    once, often = new_player(), new_player()
+    assert once.set_state("combat") == BAR
+    for _ in range(50):  # a game (or the OSC fuzz) asking within one bar
+        assert often.set_state("combat") == BAR
+    # The bar's events are one change's, not 50: the pump moves as many.
+    moved = once.engine.pump(10 * RATE)
+    assert moved > 0
+    assert often.engine.pump(10 * RATE) == moved
+    # ... and the last change's ramps alone make the same sound, to the bit.
+    assert np.array_equal(once.engine.render(3 * RATE), often.engine.render(3 * RATE))
+
+
+def test_state_changes_timed_for_different_bars_all_wait() -> None:
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    player.load(GAME)
+    engine = player.engine
+    engine.render(1234)
+    one = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    one.load(GAME)
+    one.engine.render(1234)
+    per_change = (one.set_state("combat", frame=BAR), one.engine.pump(10 * RATE))[1]
+    assert player.set_state("combat", frame=BAR) == BAR
+    assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
+    # The same change again: nothing more waits.
+    assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
+    # Its hold moved, for the second bar while the first still waits: new
+    # hold ramps, and none withdrawn (that would leave 2 changes' worth).
+    player.set_input("danger", 0.9)
+    engine.pump(0)  # the input's own events (due now) go first
+    assert player.set_state("combat", frame=2 * BAR) == 2 * BAR
+    assert engine.pump(10 * RATE) > 2 * per_change
+
+
+def test_a_state_asked_again_after_its_hold_moved_replaces_the_waiting_one() -> None:
+    player = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    player.load(GAME)
+    player.engine.render(RATE + 1234)
+    once = ScenePlayer(Engine(sample_rate=RATE, seed=5), on_error=print)
+    once.load(GAME)
+    once.engine.render(RATE + 1234)
+    once.set_state("combat")
+    per_change = once.engine.pump(10 * RATE)
+    player.set_state("combat")
+    player.set_input("danger", 0.9)  # its hold gain for combat moves
+    player.engine.pump(0)  # the input's own events (due now) go first
+    player.set_state("combat")  # a new change: the waiting one is withdrawn
+    assert player.engine.pump(10 * RATE) == per_change
