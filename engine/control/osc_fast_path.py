@@ -66,15 +66,12 @@ only (it owns the token buckets); :meth:`FastPath.invalidate` and
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import llvmlite.binding as llvm_binding
 import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
@@ -82,6 +79,7 @@ from numba.extending import intrinsic
 from engine.dsp.layout import P_TARGET
 from engine.rt.clock import rt_now_ns, rt_thread_cpu_ns
 from engine.rt.core import C_ACCEPTED, C_FADING, C_REQUEST
+from engine.rt.libc_symbols import link_libc_symbol
 
 __all__ = [
     "FastPath",
@@ -121,17 +119,8 @@ _SOCKADDR_BYTES = 16  # sockaddr_in
 _AF_INET_LOW_BYTE = socket.AF_INET  # sa_family, little-endian on our hosts
 
 
-def _register_recvfrom() -> None:
-    # By name, like engine/rt/clock.py's clock_gettime, so cached machine
-    # code that calls it links in a new process.
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-    address = ctypes.cast(libc.recvfrom, ctypes.c_void_p).value
-    if address is None:  # pragma: no cover - every POSIX libc has it
-        raise ImportError("osc_fast_path: recvfrom not found in libc")
-    llvm_binding.add_symbol("recvfrom", address)
-
-
-_register_recvfrom()
+# By name, like clock_gettime, so cached machine code that calls it links.
+link_libc_symbol("recvfrom")
 # ssize_t recvfrom(int, void *, size_t, int, struct sockaddr *, socklen_t *);
 # pointers passed as integers (same registers on every 64-bit ABI we run on).
 _recvfrom = types.ExternalFunction(

@@ -18,15 +18,14 @@ called from Python (through its dispatcher) on any thread.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import sys
 
-import llvmlite.binding as llvm_binding
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from engine.rt.libc_symbols import link_libc_symbol
 
 __all__ = [
     "CLOCK_MONOTONIC",
@@ -41,20 +40,8 @@ CLOCK_THREAD_CPUTIME_ID: int = 16 if sys.platform == "darwin" else 3
 """The ``clockid_t`` of the calling thread's CPU-time clock on this platform."""
 
 
-def _register_clock_gettime() -> None:
-    """Make the ``clock_gettime`` symbol resolvable by Numba's JIT linker.
-
-    Runs at import, before any function using it is compiled or loaded from
-    the cache, so cached machine code that refers to the symbol by name links.
-    """
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-    address = ctypes.cast(libc.clock_gettime, ctypes.c_void_p).value
-    if address is None:  # pragma: no cover - every POSIX libc has it
-        raise ImportError("engine.rt.clock: clock_gettime not found in libc.")
-    llvm_binding.add_symbol("clock_gettime", address)
-
-
-_register_clock_gettime()
+# Before any function using it is compiled or loaded from the cache.
+link_libc_symbol("clock_gettime")
 
 
 def _clock_reader(clock_id: int, name: str):  # type: ignore[no-untyped-def]
