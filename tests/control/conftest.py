@@ -1,4 +1,5 @@
-"""Helpers for the OSC tests: free ports, and liblo's oscdump as a real peer."""
+"""Helpers for the OSC tests: free ports, a UDP client, and liblo's oscdump
+as a real peer."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def client() -> Iterator[socket.socket]:
+    """A UDP socket on 127.0.0.1 that sends to the server under test and
+    reads its replies (5 s timeout)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5.0)
+    yield sock
+    sock.close()
 
 
 @contextmanager

@@ -56,15 +56,6 @@ def surface() -> Iterator[OscSurface]:
     osc.stop()
 
 
-@pytest.fixture
-def client() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.settimeout(5.0)
-    yield sock
-    sock.close()
-
-
 def applied(surface: OscSurface) -> int:
     return surface.api.counters()["applied"]
 

@@ -93,15 +93,6 @@ class Served:
 
 
 @pytest.fixture
-def client() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.settimeout(5.0)
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
 def fast() -> Iterator[Served]:
     served = Served(fast=True)
     yield served

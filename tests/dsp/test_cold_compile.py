@@ -246,18 +246,27 @@ def _fetch_in_thread(run: BackgroundCompile, kernels: list) -> threading.Thread:
     return thread
 
 
-def test_fetch_waits_for_a_kernel_a_live_worker_holds(tmp_path: Path) -> None:
+def _big_held_by_a_worker(tmp_path: Path, mode: str):  # type: ignore[no-untyped-def]
+    """Kernels ``big`` and ``small``, and a background compile whose one
+    worker has claimed ``big`` and holds it until ``claims/release`` appears,
+    then finishes it or dies (``mode``). Returns what was compiled here (the
+    log), both kernels, the completion calls, the run and its claims dir."""
     log: list[str] = []
     big, small = _kernels(log, {"big": 30, "small": 3}, tmp_path)
     completed: list[bool] = []
     run = BackgroundCompile(
         {1: big, 2: small},
         1,
-        worker_code=_HOLDING_WORKER.format(mode="finish"),
+        worker_code=_HOLDING_WORKER.format(mode=mode),
         on_complete=lambda: completed.append(True),
     )
     claims = run.claims_dir
     assert wait_for((claims / "fake.big").exists, timeout_s=30.0)
+    return log, big, small, completed, run, claims
+
+
+def test_fetch_waits_for_a_kernel_a_live_worker_holds(tmp_path: Path) -> None:
+    log, big, small, completed, run, claims = _big_held_by_a_worker(tmp_path, "finish")
     fetching = _fetch_in_thread(run, [big, small])
     # The free kernel is compiled here; the held one is waited for.
     fetching.join(0.5)
@@ -276,17 +285,7 @@ def test_fetch_waits_for_a_kernel_a_live_worker_holds(tmp_path: Path) -> None:
 
 
 def test_fetch_takes_over_a_kernel_whose_worker_died(tmp_path: Path) -> None:
-    log: list[str] = []
-    big, small = _kernels(log, {"big": 30, "small": 3}, tmp_path)
-    completed: list[bool] = []
-    run = BackgroundCompile(
-        {1: big, 2: small},
-        1,
-        worker_code=_HOLDING_WORKER.format(mode="die"),
-        on_complete=lambda: completed.append(True),
-    )
-    claims = run.claims_dir
-    assert wait_for((claims / "fake.big").exists, timeout_s=30.0)
+    log, big, _, completed, run, claims = _big_held_by_a_worker(tmp_path, "die")
     fetching = _fetch_in_thread(run, [big])
     fetching.join(0.3)
     assert fetching.is_alive() and log == []  # its worker still lives
