@@ -481,9 +481,22 @@ def test_a_state_asked_again_for_the_same_bar_replaces_the_waiting_one() -> None
         return player
 
     once, often = new_player(), new_player()
+    ramps: list[str] = []
+    for player in (once, often):
+        ramp = player.engine.ramp
+
+        def counted(node, *args, _ramp=ramp, **kwargs):
+            ramps.append(node)
+            return _ramp(node, *args, **kwargs)
+
+        player.engine.ramp = counted  # type: ignore[method-assign]
     assert once.set_state("combat") == BAR
+    per_change = len(ramps)
     for _ in range(50):  # a game (or the OSC fuzz) asking within one bar
         assert often.set_state("combat") == BAR
+    # The same change asked again schedules nothing: withdrawn events would
+    # still cost the pump a pop each.
+    assert len(ramps) == 2 * per_change
     # The bar's events are one change's, not 50: the pump moves as many.
     moved = once.engine.pump(10 * RATE)
     assert moved > 0
